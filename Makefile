@@ -1,0 +1,68 @@
+# Altalune developer commands. `make run` sets everything up and serves on an embedded PostgreSQL;
+# `make test` runs the whole test suite. Both work on a fresh clone (they create .venv first).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run migrate test test-unit test-integration test-e2e lint format typecheck generate \
+	generate-check proto-lint proto-breaking check bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the project with its dev tools
+
+run: setup ## migrate, then serve gRPC on :50051 and Connect on :8080 (embedded PostgreSQL unless DATABASE_URL)
+	$(BIN)/altalune serve --migrate
+
+migrate: setup
+	$(BIN)/altalune migrate up
+
+test: setup ## unit, integration (real PostgreSQL) and e2e (real servers and clients) tests
+	$(BIN)/pytest -q
+
+test-unit: setup
+	$(BIN)/pytest -q tests/unit
+
+test-integration: setup
+	$(BIN)/pytest -q tests/integration
+
+test-e2e: setup
+	$(BIN)/pytest -q tests/e2e
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: setup
+	$(BIN)/mypy
+
+generate: setup ## regenerate gen/ from proto/ (offline: buf + local plugins)
+	$(PY) tools/codegen/codegen.py generate
+
+generate-check: setup ## fail if gen/ is stale
+	$(PY) tools/codegen/codegen.py check
+
+proto-lint: setup
+	$(PY) tools/codegen/codegen.py lint
+
+proto-breaking: setup ## compare proto/ with the last landed main
+	$(PY) tools/codegen/codegen.py breaking --against '.git#branch=main'
+
+check: lint typecheck proto-lint generate-check test ## everything CI runs
+
+bench: setup ## benchmarks that print figures (not timed tests)
+	$(PY) tools/bench/run.py
+
+clean:
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Altalune application package."""

@@ -1,0 +1,103 @@
+"""The `altalune` command: serve, migrate, public-id."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+
+from internal.config import REPO_ROOT, ConfigError, Settings, load_settings
+from internal.ids import new_public_id
+from internal.logs import configure_logging, get_logger
+from internal.postgres.embedded import EmbeddedPostgres
+from internal.postgres.migrations import migrate_up, migration_status
+from internal.postgres.partitions import reconcile_partitions
+
+MIGRATIONS_DIR = REPO_ROOT / "migrations"
+
+log = get_logger("altalune")
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """DATABASE_URL if set; otherwise the embedded PostgreSQL in the data directory (started if needed)."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    server = EmbeddedPostgres(settings.data_dir)
+    url = server.start()
+    log.info("embedded PostgreSQL", data_dir=str(settings.data_dir), url=url, started=server.started_by_us)
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def _migrate(url: str) -> list[str]:
+    applied = migrate_up(url, MIGRATIONS_DIR, after_each=reconcile_partitions)
+    log.info("migrations applied" if applied else "database is up to date", applied=applied)
+    return applied
+
+
+async def _serve(settings: Settings, url: str) -> None:
+    from internal.server.app import AltaluneServer
+
+    # Built inside the running loop: the pool and grpc.aio bind to the loop that creates them.
+    await AltaluneServer(settings, url).run_until_signalled()
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    with database(settings) as url:
+        if args.migrate:
+            _migrate(url)
+        asyncio.run(_serve(settings, url))
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    with database(settings) as url:
+        if args.action == "up":
+            _migrate(url)
+        else:
+            for status in migration_status(url, MIGRATIONS_DIR):
+                state = status.applied_at.isoformat() if status.applied_at else "pending"
+                print(f"{status.version}  {status.name:<40} {state}")
+    return 0
+
+
+def cmd_public_id(_settings: Settings, args: argparse.Namespace) -> int:
+    for _ in range(args.n):
+        print(new_public_id())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="altalune", description="Multi-tenant resource API (gRPC + Connect).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve gRPC and Connect (embedded PostgreSQL unless DATABASE_URL)")
+    serve.add_argument("--migrate", action="store_true", help="apply pending migrations first")
+    serve.set_defaults(run=cmd_serve)
+    migrate = commands.add_parser("migrate", help="apply or list migrations")
+    migrate.add_argument("action", nargs="?", choices=("up", "status"), default="up")
+    migrate.set_defaults(run=cmd_migrate)
+    public_id = commands.add_parser("public-id", help="print new public ids")
+    public_id.add_argument("-n", type=int, default=1, help="how many (default 1)")
+    public_id.set_defaults(run=cmd_public_id)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"altalune: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    try:
+        return int(args.run(settings, args))
+    except OSError as exc:
+        log.error("cannot start", error=str(exc))
+        return 1

@@ -1,0 +1,107 @@
+"""Configuration from the environment, validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the process reads from its environment."""
+
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    http_port: int = 8080
+    database_url: str | None = None
+    data_dir: Path = REPO_ROOT / ".data" / "postgres"
+    log_format: str = "console"
+    log_level: str = "info"
+    cors_origins: tuple[str, ...] = ()
+    max_request_bytes: int = 4 * 1024 * 1024
+    max_deadline_ms: int = 30_000
+    shutdown_grace_s: float = 10.0
+    pool_min_size: int = 2
+    pool_max_size: int = 8
+    pool_max_lifetime_s: float = 600.0
+    reaper_interval_s: float = 30.0
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "") or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin == "*":
+            raise ConfigError("ALTALUNE_CORS_ORIGINS must list origins explicitly; '*' is not allowed")
+        if not origin.startswith(("http://", "https://")):
+            raise ConfigError(f"ALTALUNE_CORS_ORIGINS entry {origin!r} must start with http:// or https://")
+    return origins
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every ALTALUNE_* variable; raise ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    database_url = env.get("DATABASE_URL") or None
+    if database_url is not None and not database_url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+    pool_min = _int(env, "ALTALUNE_DB_POOL_MIN", 2, low=1, high=100)
+    pool_max = _int(env, "ALTALUNE_DB_POOL_MAX", 8, low=1, high=100)
+    if pool_max < pool_min:
+        raise ConfigError("ALTALUNE_DB_POOL_MAX must be >= ALTALUNE_DB_POOL_MIN")
+    return Settings(
+        host=env.get("ALTALUNE_HOST", "") or "127.0.0.1",
+        grpc_port=_int(env, "ALTALUNE_GRPC_PORT", 50051, low=0, high=65535),
+        http_port=_int(env, "ALTALUNE_HTTP_PORT", 8080, low=0, high=65535),
+        database_url=database_url,
+        data_dir=Path(env.get("ALTALUNE_DATA_DIR", "") or REPO_ROOT / ".data" / "postgres"),
+        log_format=_choice(env, "ALTALUNE_LOG_FORMAT", "console", ("console", "json")),
+        log_level=_choice(env, "ALTALUNE_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        cors_origins=_origins(env.get("ALTALUNE_CORS_ORIGINS", "")),
+        max_deadline_ms=_int(env, "ALTALUNE_MAX_DEADLINE_MS", 30_000, low=100, high=600_000),
+        shutdown_grace_s=_float(env, "ALTALUNE_SHUTDOWN_GRACE_S", 10.0, low=0.0, high=300.0),
+        pool_min_size=pool_min,
+        pool_max_size=pool_max,
+        pool_max_lifetime_s=_float(env, "ALTALUNE_DB_POOL_MAX_LIFETIME_S", 600.0, low=10.0, high=86_400.0),
+        reaper_interval_s=_float(env, "ALTALUNE_REAPER_INTERVAL_S", 30.0, low=0.1, high=3600.0),
+    )

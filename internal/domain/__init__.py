@@ -1,0 +1,1 @@
+"""Business domains; each package has the same five modules: model, repo, service, handler, errors."""

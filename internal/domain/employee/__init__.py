@@ -1,0 +1,1 @@
+"""Employees: the reference project-scoped domain (and the template for new ones)."""

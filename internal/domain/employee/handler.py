@@ -1,0 +1,42 @@
+"""EmployeeService RPC surface: one call into the service per method, nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectrpc.request import RequestContext
+
+from altalune.v1 import employee_pb2
+from internal.domain.employee.service import EmployeeService
+
+
+class EmployeeHandler:
+    """Implements altalune.v1.EmployeeService for both transports."""
+
+    def __init__(self, service: EmployeeService) -> None:
+        self._service = service
+
+    async def create_employee(
+        self, request: employee_pb2.CreateEmployeeRequest, ctx: RequestContext[Any, Any]
+    ) -> employee_pb2.CreateEmployeeResponse:
+        return await self._service.create_employee(request)
+
+    async def get_employee(
+        self, request: employee_pb2.GetEmployeeRequest, ctx: RequestContext[Any, Any]
+    ) -> employee_pb2.GetEmployeeResponse:
+        return await self._service.get_employee(request)
+
+    async def update_employee(
+        self, request: employee_pb2.UpdateEmployeeRequest, ctx: RequestContext[Any, Any]
+    ) -> employee_pb2.UpdateEmployeeResponse:
+        return await self._service.update_employee(request)
+
+    async def delete_employee(
+        self, request: employee_pb2.DeleteEmployeeRequest, ctx: RequestContext[Any, Any]
+    ) -> employee_pb2.DeleteEmployeeResponse:
+        return await self._service.delete_employee(request)
+
+    async def query_employees(
+        self, request: employee_pb2.QueryEmployeesRequest, ctx: RequestContext[Any, Any]
+    ) -> employee_pb2.QueryEmployeesResponse:
+        return await self._service.query_employees(request)

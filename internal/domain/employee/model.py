@@ -1,0 +1,112 @@
+"""Employee model: status enum mapping, the database row, the entity and their conversions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from altalune.v1 import employee_pb2
+from internal.convert import to_timestamp
+from internal.enums import EnumMapping
+
+
+class EmployeeStatus(StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+
+
+STATUSES = EnumMapping(
+    [
+        (EmployeeStatus.ACTIVE, employee_pb2.EMPLOYEE_STATUS_ACTIVE),
+        (EmployeeStatus.INACTIVE, employee_pb2.EMPLOYEE_STATUS_INACTIVE),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Employee:
+    """The entity: public ids only (its own and its project's)."""
+
+    id: str
+    project_id: str
+    name: str
+    email: str
+    role: str
+    department: str
+    status: EmployeeStatus
+    created_at: datetime
+    updated_at: datetime
+
+    def to_proto(self) -> employee_pb2.Employee:
+        return employee_pb2.Employee(
+            id=self.id,
+            project_id=self.project_id,
+            name=self.name,
+            email=self.email,
+            role=self.role,
+            department=self.department,
+            status=STATUSES.to_proto(self.status),  # type: ignore[arg-type]
+            created_at=to_timestamp(self.created_at),
+            updated_at=to_timestamp(self.updated_at),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EmployeeRow:
+    """A row of `employees` as selected: internal ids plus the public id."""
+
+    id: int
+    project_id: int
+    public_id: str
+    name: str
+    email: str
+    role: str
+    department: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+    def to_entity(self, project_public_id: str) -> Employee:
+        return Employee(
+            id=self.public_id,
+            project_id=project_public_id,
+            name=self.name,
+            email=self.email,
+            role=self.role,
+            department=self.department,
+            status=STATUSES.from_db(self.status),
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewEmployee:
+    public_id: str
+    name: str
+    email: str
+    role: str
+    department: str
+    status: EmployeeStatus
+
+
+@dataclass(frozen=True, slots=True)
+class EmployeeChanges:
+    """Only the fields named in an update mask; None means unchanged."""
+
+    name: str | None = None
+    email: str | None = None
+    role: str | None = None
+    department: str | None = None
+    status: EmployeeStatus | None = None
+
+    def as_columns(self) -> dict[str, str]:
+        values = {
+            "name": self.name,
+            "email": self.email,
+            "role": self.role,
+            "department": self.department,
+            "status": self.status.value if self.status is not None else None,
+        }
+        return {k: v for k, v in values.items() if v is not None}

@@ -1,0 +1,137 @@
+"""SQL for employees. Every statement names the project (partition pruning at plan time) and
+checks in the same statement that the project is still live."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg.errors
+from psycopg import AsyncConnection, sql
+from psycopg.rows import class_row
+
+from internal.domain.employee.model import EmployeeChanges, EmployeeRow, NewEmployee
+from internal.postgres.errors import is_missing_partition, unique_violation_columns
+from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
+
+COLUMNS = (
+    "id",
+    "project_id",
+    "public_id",
+    "name",
+    "email",
+    "role",
+    "department",
+    "status",
+    "created_at",
+    "updated_at",
+)
+_SELECT = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+_LIVE_PROJECT = "EXISTS (SELECT 1 FROM projects p WHERE p.id = %(project_id)s AND p.deleted_at IS NULL)"
+
+QUERY_SPEC = QuerySpec(
+    table="employees",
+    columns=COLUMNS,
+    keyword_columns=("name", "email", "role", "department"),
+    filters={
+        "status": FilterSpec("status", values=("active", "inactive")),
+        "role": FilterSpec("role"),
+        "department": FilterSpec("department"),
+    },
+    sorts={
+        "name": "name",
+        "email": "email",
+        "role": "role",
+        "department": "department",
+        "status": "status",
+        "created_at": "created_at",
+        "updated_at": "updated_at",
+    },
+    default_sort=("created_at", True),
+    scope_column="project_id",
+    extra_where="EXISTS (SELECT 1 FROM projects p WHERE p.id = employees.project_id AND p.deleted_at IS NULL)",
+)
+
+EMAIL_KEY = ("project_id", "email_key")
+
+
+class EmailTaken(Exception):
+    """Raised by the repo; the service turns it into its domain error (it knows the public ids)."""
+
+
+class EmployeeRepo:
+    async def insert(self, conn: AsyncConnection[Any], project_id: int, new: NewEmployee) -> EmployeeRow | None:
+        """None if the project is gone (no live row, or its partition was already removed)."""
+        cur = conn.cursor(row_factory=class_row(EmployeeRow))
+        try:
+            await cur.execute(
+                sql.SQL(
+                    "INSERT INTO employees (project_id, public_id, name, email, role, department, status) "
+                    "SELECT %(project_id)s, %(public_id)s, %(name)s, %(email)s, %(role)s, %(department)s, %(status)s "
+                    "WHERE " + _LIVE_PROJECT + " RETURNING {}"
+                ).format(_SELECT),
+                {
+                    "project_id": project_id,
+                    "public_id": new.public_id,
+                    "name": new.name,
+                    "email": new.email,
+                    "role": new.role,
+                    "department": new.department,
+                    "status": new.status.value,
+                },
+            )
+        except psycopg.errors.UniqueViolation as exc:
+            if unique_violation_columns(exc) == EMAIL_KEY:
+                raise EmailTaken() from None
+            raise
+        except psycopg.errors.CheckViolation as exc:
+            if is_missing_partition(exc):
+                return None
+            raise
+        return await cur.fetchone()
+
+    async def get(self, conn: AsyncConnection[Any], project_id: int, public_id: str) -> EmployeeRow | None:
+        cur = conn.cursor(row_factory=class_row(EmployeeRow))
+        await cur.execute(
+            sql.SQL(
+                "SELECT {} FROM employees WHERE project_id = %(project_id)s AND public_id = %(public_id)s AND "
+                + _LIVE_PROJECT
+            ).format(_SELECT),
+            {"project_id": project_id, "public_id": public_id},
+        )
+        return await cur.fetchone()
+
+    async def update(
+        self, conn: AsyncConnection[Any], project_id: int, public_id: str, changes: EmployeeChanges
+    ) -> EmployeeRow | None:
+        columns = changes.as_columns()
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in columns
+        )
+        cur = conn.cursor(row_factory=class_row(EmployeeRow))
+        try:
+            await cur.execute(
+                sql.SQL(
+                    "UPDATE employees SET {}, updated_at = now() "
+                    "WHERE project_id = %(project_id)s AND public_id = %(public_id)s AND "
+                    + _LIVE_PROJECT
+                    + " RETURNING {}"
+                ).format(assignments, _SELECT),
+                {**columns, "project_id": project_id, "public_id": public_id},
+            )
+        except psycopg.errors.UniqueViolation as exc:
+            if unique_violation_columns(exc) == EMAIL_KEY:
+                raise EmailTaken() from None
+            raise
+        return await cur.fetchone()
+
+    async def delete(self, conn: AsyncConnection[Any], project_id: int, public_id: str) -> bool:
+        cur = await conn.execute(
+            "DELETE FROM employees WHERE project_id = %(project_id)s AND public_id = %(public_id)s AND "
+            + _LIVE_PROJECT
+            + " RETURNING id",
+            {"project_id": project_id, "public_id": public_id},
+        )
+        return await cur.fetchone() is not None
+
+    async def query(self, conn: AsyncConnection[Any], project_id: int, params: QueryParams) -> QueryResult[EmployeeRow]:
+        return await run_query(conn, QUERY_SPEC, params, class_row(EmployeeRow), scope=project_id)

@@ -1,0 +1,1 @@
+"""Projects: the tenants. Every project-scoped table has one list partition per project."""

@@ -1,0 +1,95 @@
+"""Project model: environment enum mapping, the database row, the entity and their conversions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from altalune.v1 import project_pb2
+from internal.convert import to_timestamp
+from internal.enums import EnumMapping
+
+
+class Environment(StrEnum):
+    LIVE = "live"
+    SANDBOX = "sandbox"
+
+
+ENVIRONMENTS = EnumMapping(
+    [(Environment.LIVE, project_pb2.ENVIRONMENT_LIVE), (Environment.SANDBOX, project_pb2.ENVIRONMENT_SANDBOX)]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """The entity: only the public id, never the internal one."""
+
+    id: str
+    name: str
+    description: str
+    timezone: str
+    environment: Environment
+    created_at: datetime
+    updated_at: datetime
+
+    def to_proto(self) -> project_pb2.Project:
+        return project_pb2.Project(
+            id=self.id,
+            name=self.name,
+            description=self.description,
+            timezone=self.timezone,
+            environment=ENVIRONMENTS.to_proto(self.environment),  # type: ignore[arg-type]
+            created_at=to_timestamp(self.created_at),
+            updated_at=to_timestamp(self.updated_at),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRow:
+    """A row of `projects` as selected: internal id plus public id."""
+
+    id: int
+    public_id: str
+    name: str
+    description: str
+    timezone: str
+    environment: str
+    created_at: datetime
+    updated_at: datetime
+
+    def to_entity(self) -> Project:
+        return Project(
+            id=self.public_id,
+            name=self.name,
+            description=self.description,
+            timezone=self.timezone,
+            environment=ENVIRONMENTS.from_db(self.environment),
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewProject:
+    public_id: str
+    name: str
+    description: str
+    timezone: str
+    environment: Environment
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectChanges:
+    """Only the fields named in an update mask; None means unchanged."""
+
+    name: str | None = None
+    description: str | None = None
+    timezone: str | None = None
+
+    def as_columns(self) -> dict[str, str]:
+        return {
+            k: v
+            for k, v in (("name", self.name), ("description", self.description), ("timezone", self.timezone))
+            if v is not None
+        }

@@ -1,0 +1,117 @@
+"""SQL for projects. Every statement runs on the connection of the caller's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg.errors
+from psycopg import AsyncConnection, sql
+from psycopg.rows import class_row
+
+from internal.domain.project.errors import ProjectNameTaken
+from internal.domain.project.model import NewProject, ProjectChanges, ProjectRow
+from internal.postgres.partitions import create_project_partitions, drop_project_partitions
+from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
+
+COLUMNS = ("id", "public_id", "name", "description", "timezone", "environment", "created_at", "updated_at")
+_SELECT = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+
+QUERY_SPEC = QuerySpec(
+    table="projects",
+    columns=COLUMNS,
+    keyword_columns=("name", "description"),
+    filters={
+        "environment": FilterSpec("environment", values=("live", "sandbox")),
+        "timezone": FilterSpec("timezone"),
+    },
+    sorts={
+        "name": "name",
+        "timezone": "timezone",
+        "environment": "environment",
+        "created_at": "created_at",
+        "updated_at": "updated_at",
+    },
+    default_sort=("name", False),
+    extra_where="deleted_at IS NULL",
+)
+
+NAME_CONSTRAINT = "projects_live_name_key"
+
+
+class ProjectRepo:
+    async def insert(self, conn: AsyncConnection[Any], new: NewProject) -> ProjectRow:
+        """Insert the project and attach its partitions, in the caller's transaction."""
+        try:
+            cur = conn.cursor(row_factory=class_row(ProjectRow))
+            await cur.execute(
+                sql.SQL(
+                    "INSERT INTO projects (public_id, name, description, timezone, environment) "
+                    "VALUES (%s, %s, %s, %s, %s) RETURNING {}"
+                ).format(_SELECT),
+                (new.public_id, new.name, new.description, new.timezone, new.environment.value),
+            )
+            row = await cur.fetchone()
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name == NAME_CONSTRAINT:
+                raise ProjectNameTaken(new.name) from None
+            raise
+        assert row is not None
+        await create_project_partitions(conn, row.id)
+        return row
+
+    async def get(self, conn: AsyncConnection[Any], public_id: str) -> ProjectRow | None:
+        cur = conn.cursor(row_factory=class_row(ProjectRow))
+        await cur.execute(
+            sql.SQL("SELECT {} FROM projects WHERE public_id = %s AND deleted_at IS NULL").format(_SELECT),
+            (public_id,),
+        )
+        return await cur.fetchone()
+
+    async def live_id(self, conn: AsyncConnection[Any], public_id: str) -> int | None:
+        cur = await conn.execute("SELECT id FROM projects WHERE public_id = %s AND deleted_at IS NULL", (public_id,))
+        row = await cur.fetchone()
+        return int(row[0]) if row else None
+
+    async def update(self, conn: AsyncConnection[Any], public_id: str, changes: ProjectChanges) -> ProjectRow | None:
+        columns = changes.as_columns()
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in columns
+        )
+        cur = conn.cursor(row_factory=class_row(ProjectRow))
+        try:
+            await cur.execute(
+                sql.SQL(
+                    "UPDATE projects SET {}, updated_at = now() "
+                    "WHERE public_id = %(public_id)s AND deleted_at IS NULL RETURNING {}"
+                ).format(assignments, _SELECT),
+                {**columns, "public_id": public_id},
+            )
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name == NAME_CONSTRAINT:
+                raise ProjectNameTaken(columns.get("name", "")) from None
+            raise
+        return await cur.fetchone()
+
+    async def mark_deleted(self, conn: AsyncConnection[Any], public_id: str) -> int | None:
+        """Hide the project at once; its partitions are removed later by the reaper."""
+        cur = await conn.execute(
+            "UPDATE projects SET deleted_at = now() WHERE public_id = %s AND deleted_at IS NULL RETURNING id",
+            (public_id,),
+        )
+        row = await cur.fetchone()
+        return int(row[0]) if row else None
+
+    async def query(self, conn: AsyncConnection[Any], params: QueryParams) -> QueryResult[ProjectRow]:
+        return await run_query(conn, QUERY_SPEC, params, class_row(ProjectRow))
+
+    async def deleted_ids(self, conn: AsyncConnection[Any], limit: int = 100) -> list[int]:
+        cur = await conn.execute(
+            "SELECT id FROM projects WHERE deleted_at IS NOT NULL ORDER BY deleted_at LIMIT %s", (limit,)
+        )
+        return [int(row[0]) for row in await cur.fetchall()]
+
+    async def purge(self, autocommit_conn: AsyncConnection[Any], project_id: int, *, lock_timeout_ms: int) -> list[str]:
+        """Drop a hidden project's partitions, then its row. Idempotent; safe to retry."""
+        dropped = await drop_project_partitions(autocommit_conn, project_id, lock_timeout_ms=lock_timeout_ms)
+        await autocommit_conn.execute("DELETE FROM projects WHERE id = %s AND deleted_at IS NOT NULL", (project_id,))
+        return dropped

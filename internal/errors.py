@@ -1,0 +1,156 @@
+"""Application errors: a stable reason, a status code, and the one mapping onto the wire.
+
+Domains subclass AppError in their own errors.py; nothing else builds ConnectError or gRPC statuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import grpc
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+ERROR_DOMAIN = "altalune.v1"
+GRPC_STATUS_BY_CODE: dict[Code, grpc.StatusCode] = {
+    c: grpc.StatusCode.CANCELLED if c is Code.CANCELED else grpc.StatusCode[c.name] for c in Code
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One bad field: a proto-name path like `filters["x"]` or `update_mask`, a message, a rule id."""
+
+    field: str
+    description: str
+    reason: str
+
+
+class AppError(Exception):
+    """Base of every error a client may see; subclasses fix `reason` and `code`."""
+
+    reason: str = "INTERNAL"
+    code: Code = Code.INTERNAL
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        violations: Sequence[FieldViolation] = (),
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata = dict(metadata or {})
+        self.violations = tuple(violations)
+        self.retry_after_s = retry_after_s
+
+
+class InvalidArgument(AppError):
+    """The request breaks a rule of the contract; `violations` says which fields."""
+
+    reason = "INVALID_ARGUMENT"
+    code = Code.INVALID_ARGUMENT
+
+    def __init__(self, violations: Sequence[FieldViolation], message: str | None = None) -> None:
+        if message is None:
+            first = violations[0]
+            more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+            message = f"invalid request: {first.field}: {first.description}{more}"
+        super().__init__(message, violations=violations)
+
+
+class MalformedRequest(AppError):
+    """The body could not be decoded at all."""
+
+    reason = "MALFORMED_REQUEST"
+    code = Code.INVALID_ARGUMENT
+
+
+class RequestTooLarge(AppError):
+    reason = "REQUEST_TOO_LARGE"
+    code = Code.RESOURCE_EXHAUSTED
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds the {limit} byte limit", metadata={"limit_bytes": str(limit)})
+
+
+class DeadlineExceeded(AppError):
+    reason = "DEADLINE_EXCEEDED"
+    code = Code.DEADLINE_EXCEEDED
+
+    def __init__(self) -> None:
+        super().__init__("deadline exceeded")
+
+
+class DatabaseUnavailable(AppError):
+    """The database refused or dropped us; the call may succeed if retried."""
+
+    reason = "DATABASE_UNAVAILABLE"
+    code = Code.UNAVAILABLE
+
+    def __init__(self, retry_after_s: float = 1.0) -> None:
+        super().__init__("database temporarily unavailable, retry later", retry_after_s=retry_after_s)
+
+
+class Busy(AppError):
+    """A lock could not be taken within its timeout (e.g. partition DDL contention)."""
+
+    reason = "BUSY"
+    code = Code.UNAVAILABLE
+
+    def __init__(self, what: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(f"{what} is busy, retry later", retry_after_s=retry_after_s)
+
+
+class InternalError(AppError):
+    """Anything unexpected; the text a client sees never carries the cause."""
+
+    reason = "INTERNAL"
+    code = Code.INTERNAL
+
+    def __init__(self) -> None:
+        super().__init__("internal error")
+
+
+def error_details(
+    error: AppError,
+) -> list[error_details_pb2.ErrorInfo | error_details_pb2.BadRequest | error_details_pb2.RetryInfo]:
+    """The google.rpc detail messages that describe an error, identical on both transports."""
+    details: list[error_details_pb2.ErrorInfo | error_details_pb2.BadRequest | error_details_pb2.RetryInfo] = [
+        error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+    ]
+    if error.violations:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description, reason=v.reason
+                    )
+                    for v in error.violations
+                ]
+            )
+        )
+    if error.retry_after_s is not None:
+        seconds = int(error.retry_after_s)
+        nanos = int((error.retry_after_s - seconds) * 1e9)
+        details.append(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=seconds, nanos=nanos)))
+    return details
+
+
+def to_connect_error(error: AppError) -> ConnectError:
+    """The Connect form; connectrpc renders details into the JSON body (with `debug`)."""
+    return ConnectError(error.code, error.message, details=error_details(error))
+
+
+def to_grpc_status(error: ConnectError) -> grpc.Status:
+    """The gRPC form of a ConnectError: details travel in grpc-status-details-bin."""
+    code = GRPC_STATUS_BY_CODE[error.code]
+    return rpc_status.to_status(
+        status_pb2.Status(code=code.value[0], message=error.message, details=list(error.details))
+    )

@@ -1,0 +1,1 @@
+"""PostgreSQL support: embedded server launcher, migrations."""

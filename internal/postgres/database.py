@@ -1,0 +1,108 @@
+"""The connection pool and the one way to run a unit of work against it.
+
+Every unit of work is a transaction that carries the request's remaining deadline as
+`statement_timeout`, and whose driver failures become application errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+import psycopg.errors
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from internal import deadlines
+from internal.errors import Busy, DatabaseUnavailable, DeadlineExceeded
+from internal.logs import get_logger
+
+log = get_logger(__name__)
+
+# Generic plans of a partitioned table lock every partition ("out of shared memory" at a few
+# thousand projects), so every pooled connection is forced onto custom plans.
+CONNECTION_OPTIONS = "-c plan_cache_mode=force_custom_plan"
+
+
+def create_pool(
+    conninfo: str, *, min_size: int = 2, max_size: int = 8, max_lifetime_s: float = 600.0
+) -> AsyncConnectionPool[AsyncConnection[Any]]:
+    """A closed pool; open it inside the running event loop (container start-up).
+
+    Connections are recycled after `max_lifetime_s`: each partition a backend touches stays in
+    its relation cache (~40 MB per backend at 1000 partitions).
+    """
+    return AsyncConnectionPool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        max_lifetime=max_lifetime_s,
+        kwargs={"options": CONNECTION_OPTIONS},
+        check=AsyncConnectionPool.check_connection,
+        timeout=5.0,
+        open=False,
+        name="altalune",
+    )
+
+
+class Database:
+    """Hands out transactions from the pool; repositories receive the connection it yields."""
+
+    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]]) -> None:
+        self._pool = pool
+
+    @property
+    def pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
+        return self._pool
+
+    @asynccontextmanager
+    async def transaction(self, *, lock_timeout_ms: int | None = None) -> AsyncIterator[AsyncConnection[Any]]:
+        """One transaction, committed when the block ends without error, rolled back otherwise."""
+        try:
+            async with self._pool.connection() as conn:
+                remaining = deadlines.remaining_ms()
+                if remaining is not None or lock_timeout_ms is not None:
+                    # Sent in the same flush as the first statement of the block (pipeline).
+                    await conn.execute(
+                        "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
+                        (str(remaining or 0), str(lock_timeout_ms or 0)),
+                        prepare=True,
+                    )
+                yield conn
+        except psycopg.errors.LockNotAvailable as exc:
+            raise Busy("the table") from exc
+        except psycopg.errors.QueryCanceled as exc:
+            if deadlines.expired():
+                raise DeadlineExceeded() from exc
+            raise
+        except PoolTimeout as exc:
+            log.warning("database pool timeout")
+            raise DatabaseUnavailable() from exc
+        except psycopg.OperationalError as exc:
+            log.warning("database unavailable", error=type(exc).__name__)
+            raise DatabaseUnavailable() from exc
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A pooled connection outside any transaction block, for DDL such as DETACH CONCURRENTLY.
+
+        Session settings made on it are reset before it returns to the pool.
+        """
+        async with self._pool.connection() as conn:
+            await conn.set_autocommit(True)
+            try:
+                yield conn
+            finally:
+                await conn.execute("RESET ALL")
+                await conn.set_autocommit(False)
+
+    async def ping(self) -> bool:
+        """True if a connection answers `SELECT 1` quickly; used by readiness and health."""
+        try:
+            async with self._pool.connection(timeout=2.0) as conn:
+                await conn.execute("SELECT 1")
+            return True
+        except Exception:  # any failure means "not ready"
+            return False

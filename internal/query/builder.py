@@ -1,0 +1,271 @@
+"""Keyword, filters, sorting, paging, count and filter catalog for one table, in one round trip.
+
+Page, count and catalog are three statements sent together in a psycopg pipeline, so the cost is a
+fixed single network round trip whatever the number of filters. Identifiers come only from a
+domain's QuerySpec (never from the request), values are always bound parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import BaseRowFactory, dict_row
+
+from altalune.v1 import common_pb2
+from internal.errors import FieldViolation, InvalidArgument
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+CATALOG_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSpec:
+    """A filter key: the column it matches, and for enum-like columns the closed value set."""
+
+    column: str
+    values: tuple[str, ...] | None = None
+    case_insensitive: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySpec:
+    """What a domain declares: its table, columns, keyword columns, filter keys and sort keys."""
+
+    table: str
+    columns: tuple[str, ...]
+    keyword_columns: tuple[str, ...]
+    filters: Mapping[str, FilterSpec]
+    sorts: Mapping[str, str]
+    default_sort: tuple[str, bool]
+    tie_breaker: str = "id"
+    scope_column: str | None = None
+    extra_where: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParams:
+    page: int = 1
+    page_size: int = DEFAULT_PAGE_SIZE
+    keyword: str = ""
+    filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    sort_field: str | None = None
+    sort_desc: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult(Generic[T]):
+    rows: list[T]
+    row_count: int
+    page: int
+    page_size: int
+    catalog: dict[str, list[str]]
+
+    @property
+    def page_count(self) -> int:
+        return math.ceil(self.row_count / self.page_size) if self.row_count else 0
+
+    def meta(self) -> common_pb2.QueryMeta:
+        return common_pb2.QueryMeta(
+            row_count=self.row_count,
+            page_count=self.page_count,
+            page=self.page,
+            page_size=self.page_size,
+            filters={k: common_pb2.FilterValues(values=v) for k, v in self.catalog.items()},
+        )
+
+
+def escape_like(keyword: str) -> str:
+    """Make %, _ and \\ match literally in a LIKE pattern (escape character is backslash)."""
+    return keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def params_from_proto(
+    request: common_pb2.QueryRequest | None, spec: QuerySpec, *, field_prefix: str = "query"
+) -> QueryParams:
+    """Check a QueryRequest against the spec's allow-lists; unknown keys are INVALID_ARGUMENT."""
+    if request is None:
+        return QueryParams()
+    violations: list[FieldViolation] = []
+    filters: dict[str, tuple[str, ...]] = {}
+    allowed_filters = ", ".join(sorted(spec.filters))
+    for key in sorted(request.filters):
+        values = tuple(request.filters[key].values)
+        filter_spec = spec.filters.get(key)
+        if filter_spec is None:
+            violations.append(
+                FieldViolation(
+                    field=f'{field_prefix}.filters["{key}"]',
+                    description=f"unknown filter key {key!r}; allowed keys: {allowed_filters}",
+                    reason="query.filter_key",
+                )
+            )
+            continue
+        if filter_spec.values is not None:
+            bad = [v for v in values if v not in filter_spec.values]
+            if bad:
+                violations.append(
+                    FieldViolation(
+                        field=f'{field_prefix}.filters["{key}"]',
+                        description=f"unknown value(s) {', '.join(map(repr, bad))}; allowed: "
+                        + ", ".join(filter_spec.values),
+                        reason="query.filter_value",
+                    )
+                )
+                continue
+        filters[key] = values
+    sort_field: str | None = None
+    sort_desc = False
+    if request.HasField("sorting") and request.sorting.field:
+        sort_field = request.sorting.field
+        if sort_field not in spec.sorts:
+            violations.append(
+                FieldViolation(
+                    field=f"{field_prefix}.sorting.field",
+                    description=f"unknown sort field {sort_field!r}; allowed: {', '.join(sorted(spec.sorts))}",
+                    reason="query.sort_field",
+                )
+            )
+        sort_desc = request.sorting.order == common_pb2.SORT_ORDER_DESC
+    if violations:
+        raise InvalidArgument(violations)
+    page = request.pagination.page or 1
+    page_size = min(request.pagination.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return QueryParams(
+        page=page,
+        page_size=page_size,
+        keyword=request.keyword.strip(),
+        filters=filters,
+        sort_field=sort_field,
+        sort_desc=sort_desc,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    clause: sql.Composable
+    params: dict[str, Any]
+
+
+def _where(
+    spec: QuerySpec, params: QueryParams, scope: Any, *, skip_filter: str | None = None, prefix: str = ""
+) -> _Where:
+    """The WHERE clause; `prefix` keeps placeholder names apart when several clauses share params."""
+    conditions: list[sql.Composable] = []
+    bound: dict[str, Any] = {}
+
+    def placeholder(name: str) -> sql.Composable:
+        return sql.Placeholder(prefix + name)
+
+    if spec.scope_column is not None:
+        conditions.append(sql.SQL("{} = {}").format(sql.Identifier(spec.scope_column), placeholder("scope")))
+        bound[prefix + "scope"] = scope
+    if spec.extra_where:
+        conditions.append(sql.SQL(spec.extra_where))  # type: ignore[arg-type]
+    if params.keyword and spec.keyword_columns:
+        bound[prefix + "keyword"] = f"%{escape_like(params.keyword)}%"
+        conditions.append(
+            sql.SQL("({})").format(
+                sql.SQL(" OR ").join(
+                    sql.SQL("{} ILIKE {} ESCAPE '\\'").format(sql.Identifier(c), placeholder("keyword"))
+                    for c in spec.keyword_columns
+                )
+            )
+        )
+    for index, (key, values) in enumerate(sorted(params.filters.items())):
+        if key == skip_filter:
+            continue
+        filter_spec = spec.filters[key]
+        name = f"{prefix}f{index}"
+        column: sql.Composable = sql.Identifier(filter_spec.column)
+        if filter_spec.case_insensitive and filter_spec.values is None:
+            column = sql.SQL("lower({})").format(column)
+            bound[name] = [v.lower() for v in values]
+        else:
+            bound[name] = list(values)
+        conditions.append(sql.SQL("{} = ANY({})").format(column, sql.Placeholder(name)))
+    clause = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("TRUE")
+    return _Where(clause=clause, params=bound)
+
+
+async def run_query(
+    conn: AsyncConnection[Any],
+    spec: QuerySpec,
+    params: QueryParams,
+    row_factory: BaseRowFactory[T],
+    *,
+    scope: Any = None,
+) -> QueryResult[T]:
+    """Fetch one page, the total count and the filter catalog in one pipelined round trip."""
+    table = sql.Identifier(spec.table)
+    where = _where(spec, params, scope)
+    sort_column, default_desc = spec.default_sort
+    desc = params.sort_desc if params.sort_field else default_desc
+    if params.sort_field:
+        sort_column = spec.sorts[params.sort_field]
+    direction = sql.SQL("DESC" if desc else "ASC")
+    order = sql.SQL("{} {}, {} {}").format(
+        sql.Identifier(sort_column), direction, sql.Identifier(spec.tie_breaker), direction
+    )
+    page_sql = sql.SQL(
+        "SELECT {cols} FROM {table} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+    ).format(
+        cols=sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns),
+        table=table,
+        where=where.clause,
+        order=order,
+        limit=sql.Literal(params.page_size),
+        offset=sql.Literal((params.page - 1) * params.page_size),
+    )
+    count_sql = sql.SQL("SELECT count(*) AS n FROM {table} WHERE {where}").format(table=table, where=where.clause)
+
+    dynamic_keys = [k for k, f in sorted(spec.filters.items()) if f.values is None]
+    catalog_params: dict[str, Any] = {}
+    catalog_columns: list[sql.Composable] = []
+    for key in dynamic_keys:
+        # Facet semantics: a key's catalog ignores that key's own filter, so choices stay visible.
+        facet = _where(spec, params, scope, skip_filter=key, prefix=f"{key}__")
+        catalog_params.update(facet.params)
+        column = sql.Identifier(spec.filters[key].column)
+        catalog_columns.append(
+            sql.SQL(
+                "ARRAY(SELECT DISTINCT {col} FROM {table} WHERE {where} AND {col} IS NOT NULL "
+                "ORDER BY {col} LIMIT {limit}) AS {alias}"
+            ).format(
+                col=column,
+                table=table,
+                where=facet.clause,
+                limit=sql.Literal(CATALOG_LIMIT),
+                alias=sql.Identifier(key),
+            )
+        )
+    async with conn.pipeline():
+        page_cur = conn.cursor(row_factory=row_factory)
+        await page_cur.execute(page_sql, where.params)
+        count_cur = conn.cursor(row_factory=dict_row)
+        await count_cur.execute(count_sql, where.params)
+        catalog_cur = None
+        if catalog_columns:
+            catalog_cur = conn.cursor(row_factory=dict_row)
+            await catalog_cur.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(catalog_columns)), catalog_params)
+    rows = await page_cur.fetchall()
+    count_row = await count_cur.fetchone()
+    catalog: dict[str, list[str]] = {key: list(f.values) for key, f in spec.filters.items() if f.values is not None}
+    if catalog_cur is not None:
+        catalog_row = await catalog_cur.fetchone()
+        if catalog_row is not None:
+            for key in dynamic_keys:
+                catalog[key] = [str(v) for v in catalog_row[key]]
+    return QueryResult(
+        rows=rows,
+        row_count=int(count_row["n"]) if count_row else 0,
+        page=params.page,
+        page_size=params.page_size,
+        catalog=dict(sorted(catalog.items())),
+    )

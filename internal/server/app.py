@@ -1,0 +1,186 @@
+"""One process, two ports: start, run until told to stop, shut down gracefully.
+
+Shutdown order: health NOT_SERVING and /readyz 503 at once, stop accepting, let in-flight calls
+finish within the grace period, stop background work, close the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from connectrpc.server import ConnectASGIApplication
+
+from internal.config import Settings
+from internal.container import Container
+from internal.logs import get_logger
+from internal.server.codecs import BoundedGzip, JSONCodec, ProtoCodec
+from internal.server.endpoints import UnaryRoute, connect_endpoints
+from internal.server.grpc_server import GrpcServer
+from internal.server.http_gateway import CorsPolicy, HttpGateway
+
+log = get_logger("altalune.server")
+
+HEALTH_INTERVAL_S = 2.0
+
+
+class ConnectApp(ConnectASGIApplication[None]):
+    """All services' endpoints in one connectrpc ASGI application (mounted under /api by the gateway)."""
+
+    def __init__(self, routes: dict[str, UnaryRoute], *, max_request_bytes: int) -> None:
+        endpoints = connect_endpoints(routes)
+        super().__init__(
+            service=None,
+            endpoints=lambda _service: endpoints,
+            read_max_bytes=max_request_bytes,
+            compressions=[BoundedGzip(max_request_bytes)],
+            codecs=[ProtoCodec(), JSONCodec()],
+        )
+
+    @property
+    def path(self) -> str:
+        return "/"
+
+
+class _Uvicorn(uvicorn.Server):  # type: ignore[misc]
+    """uvicorn without its own signal handlers: the process-level handler stops both ports."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot bind the HTTP port {host}:{port}: {exc.strerror}") from exc
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class AltaluneServer:
+    """The running service; tests start it on port 0 and read the bound ports."""
+
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings = settings
+        self._reaper_wakeup = asyncio.Event()
+        self.container = Container.build(settings, database_url, on_project_deleted=self._reaper_wakeup.set)
+        self._grpc = GrpcServer(self.container.routes, self.container.service_names)
+        self._shutting_down = False
+        gateway = HttpGateway(
+            ConnectApp(self.container.routes, max_request_bytes=settings.max_request_bytes),
+            max_request_bytes=settings.max_request_bytes,
+            cors=CorsPolicy(frozenset(settings.cors_origins)),
+            readiness=self._ready,
+        )
+        self._uvicorn = _Uvicorn(
+            uvicorn.Config(
+                gateway,
+                lifespan="on",
+                log_config=None,
+                access_log=False,
+                server_header=False,
+                timeout_graceful_shutdown=max(int(settings.shutdown_grace_s), 1),
+                timeout_keep_alive=30,
+            )
+        )
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.grpc_port = 0
+        self.http_port = 0
+
+    async def _ready(self) -> bool:
+        return not self._shutting_down and await self.container.db.ping()
+
+    async def start(self) -> None:
+        """Bind both ports and start serving; on any failure, release what was acquired and re-raise."""
+        try:
+            await self._start()
+        except BaseException:
+            self._shutting_down = True
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._grpc.stop(0)
+            await self.container.close()
+            raise
+
+    async def _start(self) -> None:
+        settings = self.settings
+        await self.container.open()
+        sock = _listen(settings.host, settings.http_port)
+        self.http_port = sock.getsockname()[1]
+        self.grpc_port = await self._grpc.start(settings.host, settings.grpc_port)
+        await self._grpc.set_serving(await self.container.db.ping())
+        self._tasks = [
+            asyncio.create_task(self._uvicorn.serve(sockets=[sock]), name="http"),
+            asyncio.create_task(self._watch_health(), name="health"),
+            asyncio.create_task(self._reap_loop(), name="reaper"),
+        ]
+        while not self._uvicorn.started:
+            if self._tasks[0].done():
+                await self._tasks[0]
+                raise RuntimeError("HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+        log.info(
+            "serving",
+            grpc=f"{settings.host}:{self.grpc_port}",
+            http=f"http://{settings.host}:{self.http_port}/api",
+        )
+
+    async def stop(self) -> None:
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        log.info("shutting down", grace_s=self.settings.shutdown_grace_s)
+        self._uvicorn.should_exit = True
+        await asyncio.gather(self._grpc.stop(self.settings.shutdown_grace_s), self._tasks[0], return_exceptions=True)
+        for task in self._tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+        await self.container.close()
+        log.info("stopped")
+
+    async def run_until_signalled(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        await self.stop()
+
+    async def _watch_health(self) -> None:
+        """gRPC health follows the database: NOT_SERVING while it is unreachable."""
+        serving: bool | None = None
+        while True:
+            ok = await self.container.db.ping()
+            if ok != serving and not self._shutting_down:
+                await self._grpc.set_serving(ok)
+                if serving is not None:
+                    log.warning("database reachability changed", reachable=ok)
+                serving = ok
+            await asyncio.sleep(HEALTH_INTERVAL_S)
+
+    async def _reap_loop(self) -> None:
+        """Remove deleted projects' partitions soon after DeleteProject, and retry periodically."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.reaper_interval_s):
+                    await self._reaper_wakeup.wait()
+            self._reaper_wakeup.clear()
+            try:
+                await self.container.projects.reap_deleted()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reaper round failed")

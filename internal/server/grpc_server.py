@@ -1,0 +1,154 @@
+"""The gRPC port: grpc.aio serving the shared endpoint table, plus health and reflection.
+
+Requests are decoded here (not by grpcio) so a malformed body gets the same INVALID_ARGUMENT as
+on the Connect port; the Connect request context is built from gRPC metadata and the deadline,
+so the interceptor chain cannot tell the transports apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import grpc
+from connectrpc.errors import ConnectError
+from connectrpc.request import Headers, RequestContext
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+
+from internal.errors import InternalError, MalformedRequest, to_connect_error, to_grpc_status
+from internal.logs import get_logger
+from internal.server.endpoints import UnaryRoute
+from internal.server.interceptors import REQUEST_ID_HEADER, new_request_id, transport, valid_request_id
+
+log = get_logger("altalune.grpc")
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+REFLECTION_V1ALPHA = reflection.SERVICE_NAME
+
+
+class _Status(grpc.Status):  # type: ignore[misc]
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[tuple[str, Any], ...]) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
+
+
+def _status_with(error: ConnectError, extra: Iterable[tuple[str, str]]) -> grpc.Status:
+    status = to_grpc_status(error)
+    return _Status(status.code, status.details, (*status.trailing_metadata, *extra))
+
+
+def _unary_handler(route: UnaryRoute) -> grpc.RpcMethodHandler:
+    input_type = route.method.input
+
+    async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        transport.set("grpc")
+        headers = Headers()
+        for key, value in context.invocation_metadata() or ():
+            if not key.endswith("-bin"):
+                headers.add(key, value)
+        remaining = context.time_remaining()
+        ctx: RequestContext[Any, Any] = RequestContext(
+            method=route.method,
+            http_method="POST",
+            request_headers=headers,
+            timeout_ms=int(remaining * 1000) if remaining is not None else None,
+            client_address=context.peer(),
+        )
+        try:
+            try:
+                request = input_type.FromString(raw)
+            except (DecodeError, RecursionError):
+                rid = valid_request_id(headers.get(REQUEST_ID_HEADER)) or new_request_id()
+                ctx.response_headers()[REQUEST_ID_HEADER] = rid
+                raise to_connect_error(
+                    MalformedRequest("malformed request body: not a valid protobuf message")
+                ) from None
+            response = await route.function(request, ctx)
+        except ConnectError as error:
+            await context.abort_with_status(_status_with(error, ctx.response_headers().allitems()))
+            raise  # unreachable: abort raises
+        except Exception:
+            # The chain maps everything; this is a last guard so no text ever leaks.
+            log.exception("unhandled error in gRPC bridge")
+            await context.abort_with_status(_status_with(to_connect_error(InternalError()), ()))
+            raise
+        await context.send_initial_metadata(tuple(ctx.response_headers().allitems()))
+        return response.SerializeToString()  # type: ignore[no-any-return]
+
+    return grpc.unary_unary_rpc_method_handler(handle)
+
+
+class RouteTable(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """Looks RPCs up in the prebuilt handler table (built once, not per call)."""
+
+    def __init__(self, routes: Mapping[str, UnaryRoute]) -> None:
+        self._handlers = {path: _unary_handler(route) for path, route in routes.items()}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        return self._handlers.get(handler_call_details.method)
+
+
+class _ReflectionV1(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """grpcio-reflection serves v1alpha only; v1 is wire-identical, so it shares the servicer."""
+
+    def __init__(self, servicer: Any) -> None:
+        self._handler = grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+        )
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        if handler_call_details.method == f"/{REFLECTION_V1}/ServerReflectionInfo":
+            return self._handler
+        return None
+
+
+GRPC_OPTIONS: Sequence[tuple[str, Any]] = (
+    # Another process on the same port must fail loudly, not silently share it.
+    ("grpc.so_reuseport", 0),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 2),
+    ("grpc.max_connection_idle_ms", 15 * 60_000),
+)
+
+
+class GrpcServer:
+    """grpc.aio server with our routes, grpc.health.v1 and reflection (v1 and v1alpha)."""
+
+    def __init__(self, routes: Mapping[str, UnaryRoute], service_names: Sequence[str]) -> None:
+        self.health = health.aio.HealthServicer()
+        self._service_names = list(service_names)
+        self._server = grpc.aio.server(options=GRPC_OPTIONS)
+        self._server.add_generic_rpc_handlers((RouteTable(routes),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        names = (*service_names, health.SERVICE_NAME, REFLECTION_V1ALPHA, REFLECTION_V1)
+        servicer = reflection.aio.ReflectionServicer(names)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, self._server)
+        self._server.add_generic_rpc_handlers((_ReflectionV1(servicer),))
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> int:
+        bound = int(self._server.add_insecure_port(f"{host}:{port}"))
+        if bound == 0:
+            raise OSError(f"cannot bind the gRPC port {host}:{port} (already in use?)")
+        await self._server.start()
+        self.port = bound
+        return bound
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *self._service_names):
+            await self.health.set(name, status)
+
+    async def stop(self, grace_s: float) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self._server.stop(grace_s)

@@ -1,0 +1,316 @@
+"""The ASGI layer in front of the Connect app: everything that happens before or around the
+interceptor chain on the HTTP port.
+
+- request id accepted or minted, echoed on every response;
+- request bodies bounded (compressed size) before connectrpc reads them;
+- CORS for an allow-list of origins, preflights answered;
+- every error, including routing/decoding errors raised before the interceptors, leaves as a
+  Connect JSON error body a browser client can decode;
+- /healthz (liveness) and /readyz (database reachable, not shutting down).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.symbol_database import Default as default_symbols
+
+from internal.errors import AppError, InternalError, MalformedRequest, RequestTooLarge, to_connect_error
+from internal.logs import get_logger
+from internal.server.interceptors import REQUEST_ID_HEADER, new_request_id, rpc_logged, valid_request_id
+
+log = get_logger("altalune.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+HTTP_STATUS_BY_CODE: dict[Code, int] = {
+    Code.CANCELED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
+}
+
+CORS_ALLOW_METHODS = "GET, POST"
+CORS_ALLOW_HEADERS = (
+    "Content-Type, Connect-Protocol-Version, Connect-Timeout-Ms, Connect-Accept-Encoding, "
+    "Connect-Content-Encoding, Accept-Encoding, Content-Encoding, Grpc-Timeout, X-Grpc-Web, "
+    "X-User-Agent, Authorization, X-Request-Id, Traceparent, Tracestate"
+)
+CORS_EXPOSE_HEADERS = (
+    "Grpc-Status, Grpc-Message, Grpc-Status-Details-Bin, Content-Encoding, Connect-Content-Encoding, X-Request-Id"
+)
+CORS_MAX_AGE = "7200"
+
+
+def connect_error_body(error: ConnectError) -> tuple[int, bytes]:
+    """Render an error as the Connect unary error body: code, message, details (value + debug)."""
+    details = []
+    for any_message in error.details:
+        type_name = any_message.type_url.rsplit("/", 1)[-1]
+        entry: dict[str, Any] = {
+            "type": type_name,
+            "value": base64.b64encode(any_message.value).decode().rstrip("="),
+        }
+        try:
+            message_class = default_symbols().GetSymbol(type_name)
+            entry["debug"] = MessageToDict(message_class.FromString(any_message.value))
+        except KeyError:
+            pass
+        details.append(entry)
+    body: dict[str, Any] = {"code": error.code.name.lower(), "message": error.message}
+    if details:
+        body["details"] = details
+    return HTTP_STATUS_BY_CODE.get(error.code, 500), json.dumps(body, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class CorsPolicy:
+    allowed_origins: frozenset[str]
+
+    def allows(self, origin: str | None) -> bool:
+        return origin is not None and origin in self.allowed_origins
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class _ErrorResponse(Exception):
+    def __init__(self, error: AppError | ConnectError) -> None:
+        super().__init__(str(error))
+        self.error = error if isinstance(error, ConnectError) else to_connect_error(error)
+
+
+# An inner response with no Connect body gets one; the code follows the HTTP status.
+_CODE_BY_BARE_STATUS = {
+    404: (Code.UNIMPLEMENTED, "no such procedure"),
+    405: (Code.UNIMPLEMENTED, "method not allowed for this procedure"),
+    415: (Code.INVALID_ARGUMENT, "unsupported content-type; use application/json or application/proto"),
+}
+
+
+class HttpGateway:
+    """Outermost ASGI app of the HTTP port; `connect_app` serves the RPCs under `prefix`."""
+
+    def __init__(
+        self,
+        connect_app: ASGIApp,
+        *,
+        max_request_bytes: int,
+        cors: CorsPolicy,
+        readiness: Callable[[], Awaitable[bool]],
+        prefix: str = "/api",
+    ) -> None:
+        self._app = connect_app
+        self._max = max_request_bytes
+        self._cors = cors
+        self._readiness = readiness
+        self._prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        request_id = valid_request_id(_header(scope, b"x-request-id")) or new_request_id()
+        scope["headers"] = [
+            *((k, v) for k, v in scope.get("headers", ()) if k.lower() != b"x-request-id"),
+            (b"x-request-id", request_id.encode()),
+        ]
+        origin = _header(scope, b"origin")
+        cors_ok = self._cors.allows(origin)
+        rpc_logged.set(False)
+        state: dict[str, Any] = {"status": 0, "started": False}
+
+        async def send_out(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"]
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                if cors_ok and origin is not None:
+                    headers += [
+                        (b"access-control-allow-origin", origin.encode()),
+                        (b"access-control-expose-headers", CORS_EXPOSE_HEADERS.encode()),
+                        (b"vary", b"Origin"),
+                    ]
+                message = {**message, "headers": headers}
+                state["status"] = message["status"]
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self._route(scope, receive, send_out, cors_ok=cors_ok, origin=origin)
+        except Exception:
+            log.exception("unhandled error in HTTP layer", request_id=request_id)
+            if not state["started"]:
+                await self._send_error(send_out, to_connect_error(InternalError()))
+        finally:
+            path = scope.get("path", "")
+            if not rpc_logged.get() and path not in ("/healthz", "/readyz"):
+                log.info(
+                    "http",
+                    request_id=request_id,
+                    method=scope.get("method"),
+                    path=path,
+                    status=state["status"],
+                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                )
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send, *, cors_ok: bool, origin: str | None) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if method == "OPTIONS":
+            await self._preflight(scope, send, cors_ok=cors_ok, origin=origin)
+            return
+        if path == "/healthz" and method in ("GET", "HEAD"):
+            await self._send_json(send, 200, {"status": "ok"})
+            return
+        if path == "/readyz" and method in ("GET", "HEAD"):
+            ready = await self._readiness()
+            await self._send_json(send, 200 if ready else 503, {"status": "ready" if ready else "not ready"})
+            return
+        if not path.startswith(self._prefix + "/"):
+            await self._send_error(send, ConnectError(Code.NOT_FOUND, f"no route for {path}"))
+            return
+        try:
+            body = await self._read_body(scope, receive)
+        except _ErrorResponse as failure:
+            await self._send_error(send, failure.error)
+            return
+        if body is None:
+            return  # client went away
+        inner_scope = {**scope, "path": path[len(self._prefix) :], "raw_path": None, "root_path": ""}
+        await self._app(inner_scope, _replay(body, receive), self._ensure_connect_body(send))
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole (compressed) body, refused as soon as it passes the limit."""
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            try:
+                if int(declared) > self._max:
+                    raise _ErrorResponse(RequestTooLarge(self._max))
+            except ValueError:
+                raise _ErrorResponse(MalformedRequest("invalid content-length")) from None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max:
+                raise _ErrorResponse(RequestTooLarge(self._max))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _ensure_connect_body(self, send: Send) -> Send:
+        """Give bare error responses from connectrpc (404, 415, ...) a Connect JSON body."""
+        rewriting: dict[str, Any] = {}
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                content_type = dict((k.lower(), v) for k, v in message.get("headers", ())).get(b"content-type", b"")
+                if status >= 400 and not content_type.startswith(b"application/json"):
+                    code, text = _CODE_BY_BARE_STATUS.get(status, (Code.UNKNOWN, "request failed"))
+                    rewriting["error"] = ConnectError(code, text)
+                    rewriting["status"] = status
+                    return
+            elif message["type"] == "http.response.body" and "error" in rewriting:
+                if not message.get("more_body", False):
+                    _, body = connect_error_body(rewriting["error"])
+                    await self._send_raw(send, rewriting["status"], body, extra=[])
+                return
+            await send(message)
+
+        return wrapped
+
+    async def _preflight(self, scope: Scope, send: Send, *, cors_ok: bool, origin: str | None) -> None:
+        requested_method = _header(scope, b"access-control-request-method")
+        if requested_method is None:
+            await self._send_error(send, ConnectError(Code.UNIMPLEMENTED, "OPTIONS is only used for CORS preflight"))
+            return
+        headers: list[tuple[bytes, bytes]] = [
+            (b"vary", b"Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
+        ]
+        if cors_ok and origin is not None:
+            # A disallowed origin simply gets no CORS headers; the browser then blocks the call.
+            headers += [
+                (b"access-control-allow-origin", origin.encode()),
+                (b"access-control-allow-methods", CORS_ALLOW_METHODS.encode()),
+                (b"access-control-allow-headers", CORS_ALLOW_HEADERS.encode()),
+                (b"access-control-max-age", CORS_MAX_AGE.encode()),
+            ]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _send_error(self, send: Send, error: ConnectError) -> None:
+        status, body = connect_error_body(error)
+        await self._send_raw(send, status, body, extra=[])
+
+    async def _send_json(self, send: Send, status: int, payload: dict[str, str]) -> None:
+        await self._send_raw(send, status, json.dumps(payload).encode(), extra=[(b"cache-control", b"no-store")])
+
+    @staticmethod
+    async def _send_raw(send: Send, status: int, body: bytes, *, extra: Iterable[tuple[bytes, bytes]]) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *extra,
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    @staticmethod
+    async def _lifespan(receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """Hand the buffered body to the inner app once, then pass through (disconnect notices)."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

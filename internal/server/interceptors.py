@@ -1,0 +1,129 @@
+"""The one interceptor chain, outermost first: request scope + access log, error mapping,
+deadline, validation. It runs for every RPC on both ports (see endpoints.build_routes)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from contextvars import ContextVar
+from typing import Any
+
+import structlog
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
+from google.protobuf.message import Message
+
+from internal import deadlines
+from internal.errors import AppError, DeadlineExceeded, InternalError, to_connect_error
+from internal.ids import new_public_id
+from internal.logs import get_logger
+from internal.server.endpoints import UnaryFunction
+from internal.validation import RequestValidator
+
+log = get_logger("altalune.rpc")
+
+REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_SHAPE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+# Set by the RequestScope interceptor so the HTTP gateway does not log the same request twice.
+rpc_logged: ContextVar[bool] = ContextVar("altalune_rpc_logged", default=False)
+# Which port the call came in on; set by the gRPC bridge, "connect" otherwise. Logged only.
+transport: ContextVar[str] = ContextVar("altalune_transport", default="connect")
+
+
+def valid_request_id(value: str | None) -> str | None:
+    """A client-sent request id is kept only if it is short and plain (it ends up in logs)."""
+    return value if value and _REQUEST_ID_SHAPE.fullmatch(value) else None
+
+
+def new_request_id() -> str:
+    return new_public_id() + new_public_id()[:6]
+
+
+class RequestScope:
+    """Request id on every response, structured context for every log line, one access log line."""
+
+    async def intercept_unary(
+        self, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
+    ) -> Message:
+        headers = ctx.request_headers()
+        request_id = valid_request_id(headers.get(REQUEST_ID_HEADER)) or new_request_id()
+        method = ctx.method()
+        rpc = f"{method.service_name}/{method.name}"
+        structlog.contextvars.bind_contextvars(request_id=request_id, rpc=rpc, transport=transport.get())
+        ctx.response_headers()[REQUEST_ID_HEADER] = request_id
+        rpc_logged.set(True)
+        started = time.perf_counter()
+        code = "ok"
+        try:
+            return await call_next(request, ctx)
+        except ConnectError as error:
+            code = error.code.name.lower()
+            raise
+        finally:
+            log.info(
+                "rpc",
+                code=code,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                peer=ctx.client_address(),
+            )
+            structlog.contextvars.unbind_contextvars("request_id", "rpc", "transport")
+
+
+class ErrorMapping:
+    """AppError -> Connect/gRPC error with details; anything unexpected -> INTERNAL "internal error"."""
+
+    async def intercept_unary(
+        self, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
+    ) -> Message:
+        try:
+            return await call_next(request, ctx)
+        except AppError as error:
+            raise to_connect_error(error) from None
+        except ConnectError:
+            raise
+        except Exception:
+            # The cause goes to the log only (with the request id bound by RequestScope).
+            log.exception("unhandled error")
+            raise to_connect_error(InternalError()) from None
+
+
+class Deadline:
+    """Enforce the client's deadline (clamped to a server maximum) and hand it to the database."""
+
+    def __init__(self, max_deadline_ms: int) -> None:
+        self._max_ms = max_deadline_ms
+
+    async def intercept_unary(
+        self, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
+    ) -> Message:
+        requested = ctx.timeout_ms()
+        budget_ms = self._max_ms if requested is None else min(max(requested, 0.0), self._max_ms)
+        deadlines.set_deadline(budget_ms / 1000)
+        try:
+            async with asyncio.timeout(budget_ms / 1000):
+                return await call_next(request, ctx)
+        except TimeoutError:
+            raise DeadlineExceeded() from None
+
+
+class Validation:
+    """buf.validate rules from the contract, checked before any handler runs."""
+
+    def __init__(self, validator: RequestValidator) -> None:
+        self._validator = validator
+
+    async def intercept_unary(
+        self, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
+    ) -> Message:
+        self._validator.validate(request)
+        return await call_next(request, ctx)
+
+
+def default_chain(*, validator: RequestValidator, max_deadline_ms: int) -> list[Any]:
+    return [RequestScope(), ErrorMapping(), Deadline(max_deadline_ms), Validation(validator)]
+
+
+__all__ = ["Code", "Deadline", "ErrorMapping", "RequestScope", "Validation", "default_chain"]
