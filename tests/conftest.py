@@ -14,7 +14,6 @@ server's temp dir (the path is printed) for post-mortems.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import os
 import shutil
@@ -22,16 +21,21 @@ import signal
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import pytest_asyncio
 from psycopg import sql
 
+from internal.config import Settings, load_settings
+from internal.container import Container
 from internal.postgres.embedded import EmbeddedPostgres
 from internal.postgres.migrations import DEFAULT_MIGRATIONS_DIR, migrate_up
+from internal.postgres.partitions import reconcile_partitions
+from internal.server.app import AltaluneServer
 
 TEMPLATE_DB = "altalune_template"
 KEEP_ENV = "ALTALUNE_TEST_PG_KEEP"
@@ -42,24 +46,6 @@ _TMPFS_MIN_FREE = 2 * 1024**3  # WAL alone may grow to max_wal_size (1 GB) betwe
 _db_counter = itertools.count(1)
 _timings: dict[str, float] = {}
 _clone_ms: list[float] = []
-
-
-def _partition_hook() -> Callable[[psycopg.Connection[Any]], None] | None:
-    """``internal.postgres.partitions.reconcile_partitions`` as an ``after_each`` hook, if it exists yet."""
-    try:
-        module = importlib.import_module("internal.postgres.partitions")
-    except ModuleNotFoundError as exc:
-        if exc.name == "internal.postgres.partitions":
-            return None
-        raise
-    reconcile = getattr(module, "reconcile_partitions", None)
-    if reconcile is None:
-        return None
-
-    def hook(conn: psycopg.Connection[Any]) -> None:
-        reconcile(conn)
-
-    return hook
 
 
 def _temp_parent() -> Path | None:
@@ -161,7 +147,7 @@ def pg_server() -> Iterator[EmbeddedPostgres]:
         started = time.perf_counter()
         with _admin(server) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
-        migrate_up(server.conninfo(TEMPLATE_DB), DEFAULT_MIGRATIONS_DIR, after_each=_partition_hook())
+        migrate_up(server.conninfo(TEMPLATE_DB), DEFAULT_MIGRATIONS_DIR, after_each=reconcile_partitions)
         with _admin(server) as conn:
             # Nobody may connect to the template by accident: a session on it makes every clone fail.
             conn.execute(
@@ -202,6 +188,56 @@ def database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
         yield pg_server.conninfo(name)
     finally:
         _drop_database(pg_server, name)
+
+
+@pytest.fixture(scope="module")
+def module_database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
+    """Like database_url, shared by one test module (e2e modules share one running server)."""
+    name = f"module_{next(_db_counter)}"
+    _create_database(pg_server, name, TEMPLATE_DB)
+    try:
+        yield pg_server.conninfo(name)
+    finally:
+        _drop_database(pg_server, name)
+
+
+TEST_ORIGIN = "http://console.test"
+
+
+def test_settings(**overrides: str) -> Settings:
+    """Settings for an in-process server: free ports, one allowed CORS origin, fast reaper."""
+    env = {
+        "ALTALUNE_HTTP_PORT": "0",
+        "ALTALUNE_GRPC_PORT": "0",
+        "ALTALUNE_CORS_ORIGINS": TEST_ORIGIN,
+        "ALTALUNE_REAPER_INTERVAL_S": "0.5",
+        "ALTALUNE_SHUTDOWN_GRACE_S": "2",
+        **overrides,
+    }
+    return load_settings(env)
+
+
+@pytest_asyncio.fixture
+async def container(database_url: str) -> AsyncIterator[Container]:
+    """The application's object graph on a private database, without any server."""
+    built = Container.build(test_settings(), database_url)
+    await built.open()
+    await built.db.pool.wait()
+    try:
+        yield built
+    finally:
+        await built.close()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def server(module_database_url: str) -> AsyncIterator[AltaluneServer]:
+    """A real server (both ports, on free ports) for one e2e module."""
+    running = AltaluneServer(test_settings(), module_database_url)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 @pytest.fixture
