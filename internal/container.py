@@ -43,8 +43,9 @@ class Container:
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             max_lifetime_s=settings.pool_max_lifetime_s,
+            statement_timeout_ms=settings.max_deadline_ms,
         )
-        db = Database(pool)
+        db = Database(pool, statement_timeout_ms=settings.max_deadline_ms)
         projects = ProjectService(
             db,
             ProjectRepo(),

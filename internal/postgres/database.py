@@ -6,8 +6,8 @@ Every unit of work is a transaction that carries the request's remaining deadlin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
@@ -23,11 +23,16 @@ log = get_logger(__name__)
 
 # Generic plans of a partitioned table lock every partition ("out of shared memory" at a few
 # thousand projects), so every pooled connection is forced onto custom plans.
-CONNECTION_OPTIONS = "-c plan_cache_mode=force_custom_plan"
+CUSTOM_PLANS = "-c plan_cache_mode=force_custom_plan"
 
 
 def create_pool(
-    conninfo: str, *, min_size: int = 2, max_size: int = 8, max_lifetime_s: float = 600.0
+    conninfo: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 8,
+    max_lifetime_s: float = 600.0,
+    statement_timeout_ms: int = 30_000,
 ) -> AsyncConnectionPool[AsyncConnection[Any]]:
     """A closed pool; open it inside the running event loop (container start-up).
 
@@ -39,8 +44,10 @@ def create_pool(
         min_size=min_size,
         max_size=max_size,
         max_lifetime=max_lifetime_s,
-        kwargs={"options": CONNECTION_OPTIONS},
-        check=AsyncConnectionPool.check_connection,
+        # The session default statement timeout is the server's maximum deadline, so only requests
+        # with a shorter client deadline pay a round trip to lower it.
+        # Autocommit: a read is one round trip; writes open explicit transactions (Database.transaction).
+        kwargs={"options": f"{CUSTOM_PLANS} -c statement_timeout={statement_timeout_ms}", "autocommit": True},
         timeout=5.0,
         open=False,
         name="altalune",
@@ -50,39 +57,51 @@ def create_pool(
 class Database:
     """Hands out transactions from the pool; repositories receive the connection it yields."""
 
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]], *, statement_timeout_ms: int = 30_000) -> None:
         self._pool = pool
+        self._statement_timeout_ms = statement_timeout_ms
 
     @property
     def pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
         return self._pool
 
+    def _timeout_override(self) -> int | None:
+        """The request's remaining time if it is meaningfully shorter than the session default."""
+        remaining = deadlines.remaining_ms()
+        if remaining is not None and remaining < self._statement_timeout_ms - 1000:
+            return remaining
+        return None
+
     @asynccontextmanager
     async def transaction(self, *, lock_timeout_ms: int | None = None) -> AsyncIterator[AsyncConnection[Any]]:
-        """One transaction, committed when the block ends without error, rolled back otherwise."""
-        try:
-            async with self._pool.connection() as conn:
-                remaining = deadlines.remaining_ms()
-                if remaining is not None or lock_timeout_ms is not None:
-                    # Sent in the same flush as the first statement of the block (pipeline).
+        """One transaction, committed when the block ends without error, rolled back otherwise.
+
+        The request's deadline (and `lock_timeout_ms`) apply to this transaction only.
+        """
+        with _translate_errors():
+            async with self._pool.connection() as conn, conn.transaction():
+                statement_timeout = self._timeout_override()
+                if statement_timeout is not None or lock_timeout_ms is not None:
                     await conn.execute(
                         "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
-                        (str(remaining or 0), str(lock_timeout_ms or 0)),
-                        prepare=True,
+                        (str(statement_timeout or self._statement_timeout_ms), str(lock_timeout_ms or 0)),
                     )
                 yield conn
-        except psycopg.errors.LockNotAvailable as exc:
-            raise Busy("the table") from exc
-        except psycopg.errors.QueryCanceled as exc:
-            if deadlines.expired():
-                raise DeadlineExceeded() from exc
-            raise
-        except PoolTimeout as exc:
-            log.warning("database pool timeout")
-            raise DatabaseUnavailable() from exc
-        except psycopg.OperationalError as exc:
-            log.warning("database unavailable", error=type(exc).__name__)
-            raise DatabaseUnavailable() from exc
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A connection in autocommit mode: each statement is atomic on its own and costs one round
+        trip. For reads and single-statement writes; multi-step writes must use transaction().
+
+        Falls back to a transaction when the request deadline must lower the statement timeout.
+        """
+        if self._timeout_override() is not None:
+            async with self.transaction() as conn:
+                yield conn
+            return
+        with _translate_errors():
+            async with self._pool.connection() as conn:
+                yield conn
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection[Any]]:
@@ -91,12 +110,10 @@ class Database:
         Session settings made on it are reset before it returns to the pool.
         """
         async with self._pool.connection() as conn:
-            await conn.set_autocommit(True)
             try:
                 yield conn
             finally:
                 await conn.execute("RESET ALL")
-                await conn.set_autocommit(False)
 
     async def ping(self) -> bool:
         """True if a connection answers `SELECT 1` quickly; used by readiness and health."""
@@ -106,3 +123,22 @@ class Database:
             return True
         except Exception:  # any failure means "not ready"
             return False
+
+
+@contextmanager
+def _translate_errors() -> Iterator[None]:
+    """Driver failures become application errors with the right status code."""
+    try:
+        yield
+    except psycopg.errors.LockNotAvailable as exc:
+        raise Busy("the table") from exc
+    except psycopg.errors.QueryCanceled as exc:
+        if deadlines.expired():
+            raise DeadlineExceeded() from exc
+        raise
+    except PoolTimeout as exc:
+        log.warning("database pool timeout")
+        raise DatabaseUnavailable() from exc
+    except psycopg.OperationalError as exc:
+        log.warning("database unavailable", error=type(exc).__name__)
+        raise DatabaseUnavailable() from exc

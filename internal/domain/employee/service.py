@@ -39,7 +39,7 @@ class EmployeeService:
             status=STATUSES.from_proto(request.status),
         )
         try:
-            async with self._db.transaction() as conn:
+            async with self._db.connection() as conn:
                 row = await self._repo.insert(conn, project_id, new)
         except EmailTaken:
             raise EmployeeEmailTaken(request.project_id, request.email) from None
@@ -50,7 +50,7 @@ class EmployeeService:
 
     async def get_employee(self, request: employee_pb2.GetEmployeeRequest) -> employee_pb2.GetEmployeeResponse:
         project_id = await self._projects.resolve_project_id(request.project_id)
-        async with self._db.transaction() as conn:
+        async with self._db.connection() as conn:
             row = await self._repo.get(conn, project_id, request.id)
         if row is None:
             raise EmployeeNotFound(request.project_id, request.id)
@@ -67,7 +67,7 @@ class EmployeeService:
             status=STATUSES.from_proto(request.status) if "status" in paths else None,
         )
         try:
-            async with self._db.transaction() as conn:
+            async with self._db.connection() as conn:
                 row = await self._repo.update(conn, project_id, request.id, changes)
         except EmailTaken:
             raise EmployeeEmailTaken(request.project_id, request.email) from None
@@ -77,7 +77,7 @@ class EmployeeService:
 
     async def delete_employee(self, request: employee_pb2.DeleteEmployeeRequest) -> employee_pb2.DeleteEmployeeResponse:
         project_id = await self._projects.resolve_project_id(request.project_id)
-        async with self._db.transaction() as conn:
+        async with self._db.connection() as conn:
             deleted = await self._repo.delete(conn, project_id, request.id)
         if not deleted:
             raise EmployeeNotFound(request.project_id, request.id)
@@ -86,7 +86,7 @@ class EmployeeService:
     async def query_employees(self, request: employee_pb2.QueryEmployeesRequest) -> employee_pb2.QueryEmployeesResponse:
         project_id = await self._projects.resolve_project_id(request.project_id)
         params = params_from_proto(request.query if request.HasField("query") else None, QUERY_SPEC)
-        async with self._db.transaction() as conn:
+        async with self._db.connection() as conn:
             result = await self._repo.query(conn, project_id, params)
         return employee_pb2.QueryEmployeesResponse(
             data=[row.to_entity(request.project_id).to_proto() for row in result.rows], meta=result.meta()

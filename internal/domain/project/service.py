@@ -83,7 +83,7 @@ class ProjectService:
         return project_pb2.CreateProjectResponse(project=row.to_entity().to_proto())
 
     async def get_project(self, request: project_pb2.GetProjectRequest) -> project_pb2.GetProjectResponse:
-        async with self._db.transaction() as conn:
+        async with self._db.connection() as conn:
             row = await self._repo.get(conn, request.id)
         if row is None:
             raise ProjectNotFound(request.id)
@@ -98,14 +98,14 @@ class ProjectService:
             description=request.description if "description" in paths else None,
             timezone=request.timezone if "timezone" in paths else None,
         )
-        async with self._db.transaction() as conn:
+        async with self._db.connection() as conn:
             row = await self._repo.update(conn, request.id, changes)
         if row is None:
             raise ProjectNotFound(request.id)
         return project_pb2.UpdateProjectResponse(project=row.to_entity().to_proto())
 
     async def delete_project(self, request: project_pb2.DeleteProjectRequest) -> project_pb2.DeleteProjectResponse:
-        async with self._db.transaction() as conn:
+        async with self._db.connection() as conn:
             internal = await self._repo.mark_deleted(conn, request.id)
         if internal is None:
             raise ProjectNotFound(request.id)
@@ -115,7 +115,7 @@ class ProjectService:
 
     async def query_projects(self, request: project_pb2.QueryProjectsRequest) -> project_pb2.QueryProjectsResponse:
         params = params_from_proto(request.query if request.HasField("query") else None, QUERY_SPEC)
-        async with self._db.transaction() as conn:
+        async with self._db.connection() as conn:
             result = await self._repo.query(conn, params)
         return project_pb2.QueryProjectsResponse(
             data=[row.to_entity().to_proto() for row in result.rows], meta=result.meta()
@@ -126,7 +126,7 @@ class ProjectService:
         cached = self._ids.get(public_id)
         if cached is not None:
             return cached
-        async with self._db.transaction() as conn:
+        async with self._db.connection() as conn:
             internal = await self._repo.live_id(conn, public_id)
         if internal is None:
             raise ProjectNotFound(public_id)
@@ -143,7 +143,7 @@ class ProjectService:
 
         A project whose DDL cannot get its lock in time is left for the next round.
         """
-        async with self._db.transaction() as conn:
+        async with self._db.connection() as conn:
             pending = await self._repo.deleted_ids(conn)
         purged = 0
         for project_id in pending:
