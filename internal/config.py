@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,30 +34,21 @@ class Settings:
     pool_max_size: int = 8
     pool_max_lifetime_s: float = 600.0
     reaper_interval_s: float = 30.0
-    extra: Mapping[str, str] = field(default_factory=dict)
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+N = TypeVar("N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: N, *, low: N, high: N) -> N:
+    """Parse with the default's type (int or float) and check the range."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
+    kind = type(default)
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
@@ -85,23 +77,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     database_url = env.get("DATABASE_URL") or None
     if database_url is not None and not database_url.startswith(("postgres://", "postgresql://")):
         raise ConfigError("DATABASE_URL must be a postgresql:// URL")
-    pool_min = _int(env, "ALTALUNE_DB_POOL_MIN", 2, low=1, high=100)
-    pool_max = _int(env, "ALTALUNE_DB_POOL_MAX", 8, low=1, high=100)
+    pool_min = _number(env, "ALTALUNE_DB_POOL_MIN", 2, low=1, high=100)
+    pool_max = _number(env, "ALTALUNE_DB_POOL_MAX", 8, low=1, high=100)
     if pool_max < pool_min:
         raise ConfigError("ALTALUNE_DB_POOL_MAX must be >= ALTALUNE_DB_POOL_MIN")
     return Settings(
         host=env.get("ALTALUNE_HOST", "") or "127.0.0.1",
-        grpc_port=_int(env, "ALTALUNE_GRPC_PORT", 50051, low=0, high=65535),
-        http_port=_int(env, "ALTALUNE_HTTP_PORT", 8080, low=0, high=65535),
+        grpc_port=_number(env, "ALTALUNE_GRPC_PORT", 50051, low=0, high=65535),
+        http_port=_number(env, "ALTALUNE_HTTP_PORT", 8080, low=0, high=65535),
         database_url=database_url,
         data_dir=Path(env.get("ALTALUNE_DATA_DIR", "") or REPO_ROOT / ".data" / "postgres"),
         log_format=_choice(env, "ALTALUNE_LOG_FORMAT", "console", ("console", "json")),
         log_level=_choice(env, "ALTALUNE_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         cors_origins=_origins(env.get("ALTALUNE_CORS_ORIGINS", "")),
-        max_deadline_ms=_int(env, "ALTALUNE_MAX_DEADLINE_MS", 30_000, low=100, high=600_000),
-        shutdown_grace_s=_float(env, "ALTALUNE_SHUTDOWN_GRACE_S", 10.0, low=0.0, high=300.0),
+        max_deadline_ms=_number(env, "ALTALUNE_MAX_DEADLINE_MS", 30_000, low=100, high=600_000),
+        shutdown_grace_s=_number(env, "ALTALUNE_SHUTDOWN_GRACE_S", 10.0, low=0.0, high=300.0),
         pool_min_size=pool_min,
         pool_max_size=pool_max,
-        pool_max_lifetime_s=_float(env, "ALTALUNE_DB_POOL_MAX_LIFETIME_S", 600.0, low=10.0, high=86_400.0),
-        reaper_interval_s=_float(env, "ALTALUNE_REAPER_INTERVAL_S", 30.0, low=0.1, high=3600.0),
+        pool_max_lifetime_s=_number(env, "ALTALUNE_DB_POOL_MAX_LIFETIME_S", 600.0, low=10.0, high=86_400.0),
+        reaper_interval_s=_number(env, "ALTALUNE_REAPER_INTERVAL_S", 30.0, low=0.1, high=3600.0),
     )

@@ -6,8 +6,6 @@ request's `update_mask` is dropped. Key fields (`id`, `*_id`) and the mask itsel
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import protovalidate
 from buf.validate import validate_pb2
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -79,8 +77,3 @@ class RequestValidator:
 def violation(field: str, description: str, reason: str) -> InvalidArgument:
     """A single-field InvalidArgument for rules that need code (e.g. a real time zone name)."""
     return InvalidArgument([FieldViolation(field=field, description=description, reason=reason)])
-
-
-def first_fields(violations: Sequence[FieldViolation]) -> list[str]:
-    """Field paths of a violation list; handy in logs and tests."""
-    return [v.field for v in violations]

@@ -64,6 +64,24 @@ async def partitioned_tables(conn: AsyncConnection[Any]) -> list[str]:
     return [row[0] for row in await cur.fetchall()]
 
 
+async def lock_partitioned_tables(conn: AsyncConnection[Any]) -> None:
+    """SHARE UPDATE EXCLUSIVE on every partitioned table, taken first in a project's creation.
+
+    ATTACH PARTITION needs this lock, and then SHARE ROW EXCLUSIVE on `projects` (for the foreign
+    key), which conflicts with the ROW EXCLUSIVE every concurrent creation holds from its INSERT:
+    two creations that locked in the opposite order deadlocked. Taken before the INSERT, it makes
+    creations queue one behind the other, holding no lock a concurrent one or a concurrent
+    `DETACH ... CONCURRENTLY` (which waits for every locker of the parent) would wait for.
+    """
+    tables = await partitioned_tables(conn)
+    if tables:
+        await conn.execute(
+            sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in tables)
+            )
+        )
+
+
 async def create_project_partitions(conn: AsyncConnection[Any], project_id: int) -> list[str]:
     """Attach an empty partition for the project to every partitioned table (caller's transaction)."""
     created = []

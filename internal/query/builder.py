@@ -17,6 +17,7 @@ from psycopg.rows import BaseRowFactory, dict_row
 
 from altalune.v1 import common_pb2
 from internal.errors import FieldViolation, InvalidArgument
+from internal.postgres.statements import column_list
 
 T = TypeVar("T")
 
@@ -216,7 +217,7 @@ async def run_query(
     page_sql = sql.SQL(
         "SELECT {cols} FROM {table} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
     ).format(
-        cols=sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns),
+        cols=column_list(spec.columns),
         table=table,
         where=where.clause,
         order=order,

@@ -11,6 +11,7 @@ from psycopg.rows import class_row
 
 from internal.domain.employee.model import EmployeeChanges, EmployeeRow, NewEmployee
 from internal.postgres.errors import is_missing_partition, unique_violation_columns
+from internal.postgres.statements import column_list, set_clause
 from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 
 COLUMNS = (
@@ -25,7 +26,7 @@ COLUMNS = (
     "created_at",
     "updated_at",
 )
-_SELECT = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+_SELECT = column_list(COLUMNS)
 _LIVE_PROJECT = "EXISTS (SELECT 1 FROM projects p WHERE p.id = %(project_id)s AND p.deleted_at IS NULL)"
 
 QUERY_SPEC = QuerySpec(
@@ -104,18 +105,15 @@ class EmployeeRepo:
         self, conn: AsyncConnection[Any], project_id: int, public_id: str, changes: EmployeeChanges
     ) -> EmployeeRow | None:
         columns = changes.as_columns()
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in columns
-        )
         cur = conn.cursor(row_factory=class_row(EmployeeRow))
         try:
             await cur.execute(
                 sql.SQL(
-                    "UPDATE employees SET {}, updated_at = now() "
+                    "UPDATE employees SET {} "
                     "WHERE project_id = %(project_id)s AND public_id = %(public_id)s AND "
                     + _LIVE_PROJECT
                     + " RETURNING {}"
-                ).format(assignments, _SELECT),
+                ).format(set_clause(columns), _SELECT),
                 {**columns, "project_id": project_id, "public_id": public_id},
             )
         except psycopg.errors.UniqueViolation as exc:

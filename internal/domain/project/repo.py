@@ -10,11 +10,12 @@ from psycopg.rows import class_row
 
 from internal.domain.project.errors import ProjectNameTaken
 from internal.domain.project.model import NewProject, ProjectChanges, ProjectRow
-from internal.postgres.partitions import create_project_partitions, drop_project_partitions
+from internal.postgres.partitions import create_project_partitions, drop_project_partitions, lock_partitioned_tables
+from internal.postgres.statements import column_list, set_clause
 from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 
 COLUMNS = ("id", "public_id", "name", "description", "timezone", "environment", "created_at", "updated_at")
-_SELECT = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+_SELECT = column_list(COLUMNS)
 
 QUERY_SPEC = QuerySpec(
     table="projects",
@@ -41,6 +42,7 @@ NAME_CONSTRAINT = "projects_live_name_key"
 class ProjectRepo:
     async def insert(self, conn: AsyncConnection[Any], new: NewProject) -> ProjectRow:
         """Insert the project and attach its partitions, in the caller's transaction."""
+        await lock_partitioned_tables(conn)  # before the INSERT: see lock_partitioned_tables
         try:
             cur = conn.cursor(row_factory=class_row(ProjectRow))
             await cur.execute(
@@ -74,16 +76,12 @@ class ProjectRepo:
 
     async def update(self, conn: AsyncConnection[Any], public_id: str, changes: ProjectChanges) -> ProjectRow | None:
         columns = changes.as_columns()
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in columns
-        )
         cur = conn.cursor(row_factory=class_row(ProjectRow))
         try:
             await cur.execute(
                 sql.SQL(
-                    "UPDATE projects SET {}, updated_at = now() "
-                    "WHERE public_id = %(public_id)s AND deleted_at IS NULL RETURNING {}"
-                ).format(assignments, _SELECT),
+                    "UPDATE projects SET {} WHERE public_id = %(public_id)s AND deleted_at IS NULL RETURNING {}"
+                ).format(set_clause(columns), _SELECT),
                 {**columns, "public_id": public_id},
             )
         except psycopg.errors.UniqueViolation as exc:

@@ -1,0 +1,18 @@
+"""SQL fragments every repository needs, composed safely from identifiers it declares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from psycopg import sql
+
+
+def column_list(columns: Iterable[str]) -> sql.Composed:
+    """`"a", "b", "c"` for SELECT and RETURNING lists."""
+    return sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+
+
+def set_clause(changes: Mapping[str, object]) -> sql.Composed:
+    """`"a" = %(a)s, ..., updated_at = now()` for a masked update; the values bind by column name."""
+    assignments = [sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in changes]
+    return sql.SQL(", ").join([*assignments, sql.SQL("updated_at = now()")])
