@@ -95,6 +95,7 @@ class AltaluneServer:
             )
         )
         self._tasks: list[asyncio.Task[Any]] = []
+        self._socket: socket.socket | None = None
         self.grpc_port = 0
         self.http_port = 0
 
@@ -107,6 +108,8 @@ class AltaluneServer:
             await self._start()
         except BaseException:
             self._shutting_down = True
+            if self._socket is not None and not self._tasks:
+                self._socket.close()
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -117,7 +120,7 @@ class AltaluneServer:
     async def _start(self) -> None:
         settings = self.settings
         await self.container.open()
-        sock = _listen(settings.host, settings.http_port)
+        sock = self._socket = _listen(settings.host, settings.http_port)
         self.http_port = sock.getsockname()[1]
         self.grpc_port = await self._grpc.start(settings.host, settings.grpc_port)
         await self._grpc.set_serving(await self.container.db.ping())

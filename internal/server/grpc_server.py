@@ -137,7 +137,10 @@ class GrpcServer:
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
-        bound = int(self._server.add_insecure_port(f"{host}:{port}"))
+        try:
+            bound = int(self._server.add_insecure_port(f"{host}:{port}"))
+        except RuntimeError:  # grpcio 1.85 raises "Failed to bind" instead of returning 0
+            bound = 0
         if bound == 0:
             raise OSError(f"cannot bind the gRPC port {host}:{port} (already in use?)")
         await self._server.start()

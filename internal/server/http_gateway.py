@@ -155,7 +155,9 @@ class HttpGateway:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"]
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
-                if cors_ok and origin is not None:
+                # The preflight answer sets its own CORS headers; a second Allow-Origin fails it in browsers.
+                has_cors = any(k.lower() == b"access-control-allow-origin" for k, _ in headers)
+                if cors_ok and origin is not None and not has_cors:
                     headers += [
                         (b"access-control-allow-origin", origin.encode()),
                         (b"access-control-expose-headers", CORS_EXPOSE_HEADERS.encode()),
