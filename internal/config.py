@@ -29,6 +29,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     max_request_bytes: int = 4 * 1024 * 1024
     max_deadline_ms: int = 30_000
+    max_concurrent_calls: int = 512
     shutdown_grace_s: float = 10.0
     pool_min_size: int = 2
     pool_max_size: int = 8
@@ -91,6 +92,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_choice(env, "ALTALUNE_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         cors_origins=_origins(env.get("ALTALUNE_CORS_ORIGINS", "")),
         max_deadline_ms=_number(env, "ALTALUNE_MAX_DEADLINE_MS", 30_000, low=100, high=600_000),
+        max_concurrent_calls=_number(env, "ALTALUNE_MAX_CONCURRENT_CALLS", 512, low=1, high=100_000),
         shutdown_grace_s=_number(env, "ALTALUNE_SHUTDOWN_GRACE_S", 10.0, low=0.0, high=300.0),
         pool_min_size=pool_min,
         pool_max_size=pool_max,

@@ -57,7 +57,11 @@ class Container:
             ServiceBinding(project_pb2.DESCRIPTOR.services_by_name["ProjectService"], ProjectHandler(projects)),
             ServiceBinding(employee_pb2.DESCRIPTOR.services_by_name["EmployeeService"], EmployeeHandler(employees)),
         ]
-        chain = default_chain(validator=RequestValidator(), max_deadline_ms=settings.max_deadline_ms)
+        chain = default_chain(
+            validator=RequestValidator(),
+            max_deadline_ms=settings.max_deadline_ms,
+            max_concurrent_calls=settings.max_concurrent_calls,
+        )
         return cls(
             settings=settings,
             database_url=database_url,

@@ -80,6 +80,18 @@ class RequestTooLarge(AppError):
         super().__init__(f"request body exceeds the {limit} byte limit", metadata={"limit_bytes": str(limit)})
 
 
+class Overloaded(AppError):
+    """Too many calls in flight; shed load early rather than queue until every call times out."""
+
+    reason = "OVERLOADED"
+    code = Code.RESOURCE_EXHAUSTED
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            "server is busy, retry later", metadata={"max_concurrent_calls": str(limit)}, retry_after_s=0.5
+        )
+
+
 class DeadlineExceeded(AppError):
     reason = "DEADLINE_EXCEEDED"
     code = Code.DEADLINE_EXCEEDED

@@ -119,6 +119,17 @@ def reconcile_partitions(conn: psycopg.Connection[Any]) -> list[str]:
     return created
 
 
+# Dropping a detached partition drops its foreign key's triggers on `projects`, which takes ACCESS
+# EXCLUSIVE on `projects`: while that request waits in the lock queue, every later statement of
+# every tenant that reads `projects` waits behind it. So the DROP waits at most this long; a purge
+# that cannot get the lock is retried by the reaper's next round.
+DROP_LOCK_TIMEOUT_MS = 100
+
+
+def _set_lock_timeout(ms: int) -> sql.Composed:
+    return sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{ms}ms"))
+
+
 async def drop_project_partitions(conn: AsyncConnection[Any], project_id: int, *, lock_timeout_ms: int) -> list[str]:
     """Detach (CONCURRENTLY) and drop a project's partitions; `conn` must be in autocommit mode.
 
@@ -126,7 +137,7 @@ async def drop_project_partitions(conn: AsyncConnection[Any], project_id: int, *
     reads and writes go on. If an earlier attempt was interrupted half-way, the partition is left
     "detach pending" and is finalized here. Safe to repeat.
     """
-    await conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{lock_timeout_ms}ms")))
+    await conn.execute(_set_lock_timeout(lock_timeout_ms))
     dropped = []
     for table in await partitioned_tables(conn):
         name = partition_name(table, project_id)
@@ -139,6 +150,8 @@ async def drop_project_partitions(conn: AsyncConnection[Any], project_id: int, *
                     sql.Identifier(table), sql.Identifier(name), mode
                 )
             )
+        await conn.execute(_set_lock_timeout(min(lock_timeout_ms, DROP_LOCK_TIMEOUT_MS)))
         await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+        await conn.execute(_set_lock_timeout(lock_timeout_ms))
         dropped.append(name)
     return dropped

@@ -16,7 +16,7 @@ from connectrpc.request import RequestContext
 from google.protobuf.message import Message
 
 from internal import deadlines
-from internal.errors import AppError, DeadlineExceeded, InternalError, to_connect_error
+from internal.errors import AppError, DeadlineExceeded, InternalError, Overloaded, to_connect_error
 from internal.ids import new_public_id
 from internal.logs import get_logger
 from internal.server.endpoints import UnaryFunction
@@ -90,6 +90,25 @@ class ErrorMapping:
             raise to_connect_error(InternalError()) from None
 
 
+class ConcurrencyLimit:
+    """At most `limit` calls in flight per process, whichever port they came in on."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._in_flight = 0
+
+    async def intercept_unary(
+        self, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
+    ) -> Message:
+        if self._in_flight >= self._limit:
+            raise Overloaded(self._limit)
+        self._in_flight += 1
+        try:
+            return await call_next(request, ctx)
+        finally:
+            self._in_flight -= 1
+
+
 class Deadline:
     """Enforce the client's deadline (clamped to a server maximum) and hand it to the database."""
 
@@ -122,8 +141,17 @@ class Validation:
         return await call_next(request, ctx)
 
 
-def default_chain(*, validator: RequestValidator, max_deadline_ms: int) -> list[Any]:
-    return [RequestScope(), ErrorMapping(), Deadline(max_deadline_ms), Validation(validator)]
+def default_chain(
+    *, validator: RequestValidator, max_deadline_ms: int, max_concurrent_calls: int = 512
+) -> list[Any]:
+    """Outermost first. Every RPC on both ports passes through exactly this list."""
+    return [
+        RequestScope(),
+        ErrorMapping(),
+        ConcurrencyLimit(max_concurrent_calls),
+        Deadline(max_deadline_ms),
+        Validation(validator),
+    ]
 
 
-__all__ = ["Code", "Deadline", "ErrorMapping", "RequestScope", "Validation", "default_chain"]
+__all__ = ["Code", "ConcurrencyLimit", "Deadline", "ErrorMapping", "RequestScope", "Validation", "default_chain"]
