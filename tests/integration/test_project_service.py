@@ -1,0 +1,442 @@
+"""ProjectService against a real PostgreSQL: names, time zones, deletion and the reaper, pooled sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
+
+from altalune.v1 import common_pb2, employee_pb2, project_pb2
+from internal.container import Container
+from internal.domain.employee.repo import EmployeeRepo
+from internal.domain.project.errors import ProjectNameTaken, ProjectNotFound
+from internal.errors import InvalidArgument
+
+pytestmark = pytest.mark.integration
+
+
+async def _create_project(
+    container: Container, name: str, *, timezone: str = "Europe/Paris", description: str = ""
+) -> project_pb2.Project:
+    response = await container.projects.create_project(
+        project_pb2.CreateProjectRequest(
+            name=name, description=description, timezone=timezone, environment=project_pb2.ENVIRONMENT_LIVE
+        )
+    )
+    return response.project
+
+
+async def _create_employee(container: Container, project_id: str, email: str) -> employee_pb2.Employee:
+    response = await container.employees.create_employee(
+        employee_pb2.CreateEmployeeRequest(
+            project_id=project_id,
+            name="Ann Lee",
+            email=email,
+            role="Engineer",
+            department="R&D",
+            status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
+        )
+    )
+    return response.employee
+
+
+async def _delete_project(container: Container, public_id: str) -> None:
+    await container.projects.delete_project(project_pb2.DeleteProjectRequest(id=public_id))
+
+
+async def _fetch(container: Container, query: str, *args: Any) -> list[tuple[Any, ...]]:
+    async with container.db.transaction() as conn:
+        cur = await conn.execute(query, args)
+        return list(await cur.fetchall())
+
+
+async def _internal_id(container: Container, public_id: str) -> int:
+    rows = await _fetch(container, "SELECT id FROM projects WHERE public_id = %s", public_id)
+    assert rows, f"no row for project {public_id}"
+    return int(rows[0][0])
+
+
+async def _employee_partitions(container: Container) -> set[str]:
+    rows = await _fetch(
+        container,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'employees'::regclass",
+    )
+    return {str(r[0]) for r in rows}
+
+
+async def _employee_tables(container: Container) -> set[str]:
+    """Every table named like a partition, attached or not (an orphan would show up here)."""
+    rows = await _fetch(
+        container,
+        "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname ~ '^employees_p[0-9]+$'",
+    )
+    return {str(r[0]) for r in rows}
+
+
+async def _get_employee(container: Container, project_id: str, employee_id: str) -> employee_pb2.Employee:
+    response = await container.employees.get_employee(
+        employee_pb2.GetEmployeeRequest(project_id=project_id, id=employee_id)
+    )
+    return response.employee
+
+
+# --- names and time zones ----------------------------------------------------------------------
+
+
+async def test_project_names_are_unique_case_insensitively(container: Container) -> None:
+    await _create_project(container, "Acme")
+
+    with pytest.raises(ProjectNameTaken) as caught:
+        await _create_project(container, "acme")
+
+    assert caught.value.reason == "PROJECT_NAME_TAKEN"
+    assert caught.value.metadata == {"name": "acme"}
+    listed = await container.projects.query_projects(project_pb2.QueryProjectsRequest())
+    assert [p.name for p in listed.data] == ["Acme"]
+
+
+async def test_renaming_a_project_onto_a_taken_name_fails_and_keeps_the_old_name(container: Container) -> None:
+    await _create_project(container, "Acme")
+    other = await _create_project(container, "Globex")
+
+    with pytest.raises(ProjectNameTaken):
+        await container.projects.update_project(
+            project_pb2.UpdateProjectRequest(id=other.id, name="ACME", update_mask=FieldMask(paths=["name"]))
+        )
+
+    fetched = await container.projects.get_project(project_pb2.GetProjectRequest(id=other.id))
+    assert fetched.project.name == "Globex"
+
+
+async def test_renaming_a_project_to_another_case_of_its_own_name_is_allowed(container: Container) -> None:
+    project = await _create_project(container, "acme")
+
+    updated = await container.projects.update_project(
+        project_pb2.UpdateProjectRequest(id=project.id, name="ACME", update_mask=FieldMask(paths=["name"]))
+    )
+
+    assert updated.project.name == "ACME"
+
+
+async def test_an_update_changes_only_the_masked_fields(container: Container) -> None:
+    project = await _create_project(container, "Acme", description="old", timezone="Asia/Tokyo")
+
+    updated = await container.projects.update_project(
+        project_pb2.UpdateProjectRequest(id=project.id, description="new", update_mask=FieldMask(paths=["description"]))
+    )
+
+    assert updated.project.description == "new"
+    assert updated.project.name == "Acme"
+    assert updated.project.timezone == "Asia/Tokyo"
+    assert updated.project.created_at == project.created_at
+    assert updated.project.updated_at.ToDatetime() > project.updated_at.ToDatetime()
+
+
+async def test_creating_a_project_with_an_unknown_time_zone_is_invalid_and_creates_nothing(
+    container: Container,
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        await _create_project(container, "Acme", timezone="Mars/Olympus_Mons")
+
+    assert [v.field for v in caught.value.violations] == ["timezone"]
+    listed = await container.projects.query_projects(project_pb2.QueryProjectsRequest())
+    assert list(listed.data) == []
+    assert await _employee_tables(container) == set()
+
+
+async def test_updating_a_project_to_an_unknown_time_zone_is_invalid(container: Container) -> None:
+    project = await _create_project(container, "Acme", timezone="Europe/Paris")
+
+    with pytest.raises(InvalidArgument) as caught:
+        await container.projects.update_project(
+            project_pb2.UpdateProjectRequest(
+                id=project.id, timezone="europe/paris", update_mask=FieldMask(paths=["timezone"])
+            )
+        )
+
+    assert [v.field for v in caught.value.violations] == ["timezone"]
+    fetched = await container.projects.get_project(project_pb2.GetProjectRequest(id=project.id))
+    assert fetched.project.timezone == "Europe/Paris"
+
+
+async def test_an_unknown_project_id_is_not_found_for_get_update_and_delete(container: Container) -> None:
+    missing = "23456789abcdef"
+
+    with pytest.raises(ProjectNotFound):
+        await container.projects.get_project(project_pb2.GetProjectRequest(id=missing))
+    with pytest.raises(ProjectNotFound):
+        await container.projects.update_project(
+            project_pb2.UpdateProjectRequest(id=missing, description="x", update_mask=FieldMask(paths=["description"]))
+        )
+    with pytest.raises(ProjectNotFound):
+        await _delete_project(container, missing)
+
+
+# --- deletion and reaping ------------------------------------------------------------------------
+
+
+async def test_a_deleted_project_is_gone_at_once_for_projects_and_employees(container: Container) -> None:
+    project = await _create_project(container, "Acme")
+    employee = await _create_employee(container, project.id, "ann@example.com")
+    await _get_employee(container, project.id, employee.id)  # warms the id cache
+
+    await _delete_project(container, project.id)
+
+    with pytest.raises(ProjectNotFound):
+        await container.projects.get_project(project_pb2.GetProjectRequest(id=project.id))
+    with pytest.raises(ProjectNotFound):
+        await _delete_project(container, project.id)
+    listed = await container.projects.query_projects(project_pb2.QueryProjectsRequest())
+    assert list(listed.data) == []
+    employee_calls = [
+        _get_employee(container, project.id, employee.id),
+        _create_employee(container, project.id, "bob@example.com"),
+        container.employees.update_employee(
+            employee_pb2.UpdateEmployeeRequest(
+                project_id=project.id, id=employee.id, role="CTO", update_mask=FieldMask(paths=["role"])
+            )
+        ),
+        container.employees.delete_employee(employee_pb2.DeleteEmployeeRequest(project_id=project.id, id=employee.id)),
+        container.employees.query_employees(
+            employee_pb2.QueryEmployeesRequest(project_id=project.id, query=common_pb2.QueryRequest())
+        ),
+    ]
+    for call in employee_calls:
+        with pytest.raises(ProjectNotFound) as caught:
+            await call
+        assert caught.value.reason == "PROJECT_NOT_FOUND"
+
+
+async def test_a_deleted_projects_name_can_be_reused_immediately(container: Container) -> None:
+    old = await _create_project(container, "Acme")
+    await _delete_project(container, old.id)
+
+    new = await _create_project(container, "ACME")
+
+    assert new.id != old.id
+    fetched = await container.projects.get_project(project_pb2.GetProjectRequest(id=new.id))
+    assert fetched.project.name == "ACME"
+    employee = await _create_employee(container, new.id, "ann@example.com")
+    assert (await _get_employee(container, new.id, employee.id)).email == "ann@example.com"
+
+
+async def test_reaping_drops_the_deleted_projects_partitions_and_row_and_nothing_else(container: Container) -> None:
+    doomed = await _create_project(container, "Doomed")
+    kept = await _create_project(container, "Kept")
+    await _create_employee(container, doomed.id, "ann@example.com")
+    kept_employee = await _create_employee(container, kept.id, "ann@example.com")
+    doomed_id = await _internal_id(container, doomed.id)
+    kept_id = await _internal_id(container, kept.id)
+    await _delete_project(container, doomed.id)
+
+    purged = await container.projects.reap_deleted()
+
+    assert purged == 1
+    assert await _employee_tables(container) == {f"employees_p{kept_id}"}
+    assert await _fetch(container, "SELECT id FROM projects") == [(kept_id,)]
+    assert await _fetch(container, "SELECT count(*) FROM employees WHERE project_id = %s", doomed_id) == [(0,)]
+    assert (await _get_employee(container, kept.id, kept_employee.id)).id == kept_employee.id
+    assert await container.projects.reap_deleted() == 0
+
+
+async def test_reaping_behind_a_long_reader_does_not_block_other_tenants_and_finishes_later(
+    container: Container, database_url: str
+) -> None:
+    doomed = await _create_project(container, "Doomed")
+    other = await _create_project(container, "Other")
+    other_employee = await _create_employee(container, other.id, "ann@example.com")
+    doomed_id = await _internal_id(container, doomed.id)
+    other_id = await _internal_id(container, other.id)
+    await _delete_project(container, doomed.id)
+
+    # Another tenant's long report: an open transaction that has read `employees`.
+    reader = await psycopg.AsyncConnection.connect(database_url)
+    observer = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    try:
+        await reader.execute("SELECT count(*) FROM employees WHERE project_id = %s", (other_id,))
+        reap = asyncio.create_task(container.projects.reap_deleted(lock_timeout_ms=1500))
+        # Wait until the reaper is actually stuck waiting for a lock.
+        for _ in range(200):
+            cur = await observer.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            waiting = await cur.fetchone()
+            if waiting and waiting[0] > 0:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the reaper never waited for the long reader")
+
+        durations: list[float] = []
+        for n in range(3):
+            started = time.perf_counter()
+            assert (await _get_employee(container, other.id, other_employee.id)).id == other_employee.id
+            await _create_employee(container, other.id, f"new{n}@example.com")
+            durations.append(time.perf_counter() - started)
+        assert not reap.done(), "the reaper gave up before the other tenant's calls were made"
+        assert max(durations) < 1.0, f"other tenant's calls were blocked: {durations}"
+
+        assert await reap == 0  # postponed: it could not finish while the reader runs
+        # The project stays invisible to users while its removal is pending.
+        with pytest.raises(ProjectNotFound):
+            await container.projects.get_project(project_pb2.GetProjectRequest(id=doomed.id))
+    finally:
+        await reader.rollback()
+        await reader.close()
+        await observer.close()
+
+    assert await container.projects.reap_deleted() == 1
+    assert await _employee_tables(container) == {f"employees_p{other_id}"}
+    assert await _fetch(container, "SELECT count(*) FROM projects WHERE id = %s", doomed_id) == [(0,)]
+    listed = await container.employees.query_employees(
+        employee_pb2.QueryEmployeesRequest(project_id=other.id, query=common_pb2.QueryRequest())
+    )
+    assert listed.meta.row_count == 4
+
+
+async def test_a_project_created_while_the_reaper_waits_behind_a_long_reader_succeeds(
+    container: Container, database_url: str
+) -> None:
+    doomed = await _create_project(container, "Doomed")
+    other = await _create_project(container, "Other")
+    await _delete_project(container, doomed.id)
+
+    reader = await psycopg.AsyncConnection.connect(database_url)
+    try:
+        await reader.execute("SELECT count(*) FROM employees")
+        reap = asyncio.create_task(container.projects.reap_deleted(lock_timeout_ms=500))
+        await asyncio.sleep(0.1)
+        started = time.perf_counter()
+
+        fresh = await _create_project(container, "Fresh")  # waits for the reaper to give up, no longer
+
+        assert time.perf_counter() - started < 2.0
+        assert await reap == 0
+    finally:
+        await reader.rollback()
+        await reader.close()
+
+    ids = [await _internal_id(container, p.id) for p in (other, fresh)]
+    assert await container.projects.reap_deleted() == 1
+    assert await _employee_tables(container) == {f"employees_p{i}" for i in ids}
+    assert await _employee_partitions(container) == {f"employees_p{i}" for i in ids}
+
+
+async def test_reaping_while_another_transaction_reads_projects_stalls_other_tenants_only_briefly(
+    container: Container, database_url: str
+) -> None:
+    # Dropping a partition needs ACCESS EXCLUSIVE on `projects` (its foreign key's triggers live
+    # there); every tenant's call reads `projects`, so a long wait for that lock would stall them all.
+    doomed = await _create_project(container, "Doomed")
+    other = await _create_project(container, "Other")
+    other_employee = await _create_employee(container, other.id, "ann@example.com")
+    await _delete_project(container, doomed.id)
+
+    reader = await psycopg.AsyncConnection.connect(database_url)
+    try:
+        await reader.execute("SELECT count(*) FROM projects")
+        reap = asyncio.create_task(container.projects.reap_deleted(lock_timeout_ms=1500))
+        durations: list[float] = []
+        deadline = time.perf_counter() + 0.6
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await _get_employee(container, other.id, other_employee.id)
+            durations.append(time.perf_counter() - started)
+            await asyncio.sleep(0.01)
+        assert await reap == 0  # the reaper met the reader and postponed
+        assert max(durations) < 0.5, f"other tenant's calls were blocked for {max(durations):.2f} s"
+    finally:
+        await reader.rollback()
+        await reader.close()
+
+    assert await container.projects.reap_deleted() == 1
+    assert await _employee_tables(container) == {f"employees_p{await _internal_id(container, other.id)}"}
+
+
+async def test_concurrent_project_creations_all_succeed_each_with_its_partition(container: Container) -> None:
+    results = await asyncio.gather(*(_create_project(container, f"Tenant {n}") for n in range(12)))
+
+    internal_ids = {await _internal_id(container, p.id) for p in results}
+    assert len(internal_ids) == 12
+    assert await _employee_partitions(container) == {f"employees_p{i}" for i in internal_ids}
+
+
+async def test_concurrent_creates_deletes_reads_and_reaps_leave_exactly_one_partition_per_live_project(
+    container: Container,
+) -> None:
+    earlier = [await _create_project(container, f"Earlier {n}") for n in range(5)]
+    for project in earlier:
+        await _create_employee(container, project.id, "ann@example.com")
+
+    async def read(project: project_pb2.Project) -> object:
+        return await container.projects.get_project(project_pb2.GetProjectRequest(id=project.id))
+
+    operations = [
+        *(_create_project(container, f"Later {n}") for n in range(5)),
+        *(_delete_project(container, p.id) for p in earlier),
+        *(read(p) for p in earlier),
+        *(container.projects.query_projects(project_pb2.QueryProjectsRequest()) for _ in range(3)),
+        container.projects.reap_deleted(lock_timeout_ms=500),
+    ]
+    results = await asyncio.gather(*operations, return_exceptions=True)
+
+    unexpected = [r for r in results if isinstance(r, BaseException) and not isinstance(r, ProjectNotFound)]
+    assert unexpected == []
+    created = [r for r in results[:5] if isinstance(r, project_pb2.Project)]
+    assert len(created) == 5
+    for _ in range(5):  # a reap that met a concurrent transaction postpones; it finishes once things are quiet
+        await container.projects.reap_deleted()
+    live_ids = {int(r[0]) for r in await _fetch(container, "SELECT id FROM projects")}
+    assert live_ids == {await _internal_id(container, p.id) for p in created}
+    assert await _employee_partitions(container) == {f"employees_p{i}" for i in live_ids}
+    assert await _employee_tables(container) == {f"employees_p{i}" for i in live_ids}
+    for project in created:
+        employee = await _create_employee(container, project.id, "ann@example.com")
+        assert (await _get_employee(container, project.id, employee.id)).id == employee.id
+
+
+# --- pooled sessions and partition locks ---------------------------------------------------------
+
+
+async def test_pooled_connections_force_custom_plans(container: Container) -> None:
+    async def setting() -> str:
+        async with container.db.transaction() as conn:
+            cur = await conn.execute("SHOW plan_cache_mode")
+            row = await cur.fetchone()
+            await asyncio.sleep(0.05)  # keep the connection so the other call gets another one
+        assert row is not None
+        return str(row[0])
+
+    assert list(await asyncio.gather(setting(), setting())) == ["force_custom_plan", "force_custom_plan"]
+
+
+async def test_repeating_the_same_employee_read_keeps_locking_only_its_own_partition(container: Container) -> None:
+    projects = [await _create_project(container, f"Tenant {n}") for n in range(50)]
+    target = projects[17]
+    employee = await _create_employee(container, target.id, "ann@example.com")
+    target_id = await _internal_id(container, target.id)
+    repo = EmployeeRepo()
+
+    async with container.db.transaction() as conn:
+        for _ in range(10):  # psycopg prepares the statement from the 6th execution on
+            row = await repo.get(conn, target_id, employee.id)
+            assert row is not None
+            assert row.public_id == employee.id
+        cur = await conn.execute(
+            "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND c.relname ~ '^employees_p[0-9]+$'"
+        )
+        locked = {str(r[0]) for r in await cur.fetchall()}
+        cur = await conn.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%FROM employees WHERE%%'"
+        )
+        prepared = await cur.fetchone()
+
+    assert prepared == (1,), "the read was never prepared; the test proves nothing"
+    assert locked <= {f"employees_p{target_id}"}, f"{len(locked)} partitions locked"
