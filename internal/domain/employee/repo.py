@@ -54,6 +54,16 @@ QUERY_SPEC = QuerySpec(
 
 EMAIL_KEY = ("project_id", "email_key")
 
+# Composed once at import: the hot path only binds values.
+_INSERT = sql.SQL(
+    "INSERT INTO employees (project_id, public_id, name, email, role, department, status) "
+    "SELECT %(project_id)s, %(public_id)s, %(name)s, %(email)s, %(role)s, %(department)s, %(status)s "
+    "WHERE " + _LIVE_PROJECT + " RETURNING {}"
+).format(_SELECT)
+_GET = sql.SQL(
+    "SELECT {} FROM employees WHERE project_id = %(project_id)s AND public_id = %(public_id)s AND " + _LIVE_PROJECT
+).format(_SELECT)
+
 
 class EmailTaken(Exception):
     """Raised by the repo; the service turns it into its domain error (it knows the public ids)."""
@@ -65,11 +75,7 @@ class EmployeeRepo:
         cur = conn.cursor(row_factory=class_row(EmployeeRow))
         try:
             await cur.execute(
-                sql.SQL(
-                    "INSERT INTO employees (project_id, public_id, name, email, role, department, status) "
-                    "SELECT %(project_id)s, %(public_id)s, %(name)s, %(email)s, %(role)s, %(department)s, %(status)s "
-                    "WHERE " + _LIVE_PROJECT + " RETURNING {}"
-                ).format(_SELECT),
+                _INSERT,
                 {
                     "project_id": project_id,
                     "public_id": new.public_id,
@@ -93,10 +99,7 @@ class EmployeeRepo:
     async def get(self, conn: AsyncConnection[Any], project_id: int, public_id: str) -> EmployeeRow | None:
         cur = conn.cursor(row_factory=class_row(EmployeeRow))
         await cur.execute(
-            sql.SQL(
-                "SELECT {} FROM employees WHERE project_id = %(project_id)s AND public_id = %(public_id)s AND "
-                + _LIVE_PROJECT
-            ).format(_SELECT),
+            _GET,
             {"project_id": project_id, "public_id": public_id},
         )
         return await cur.fetchone()

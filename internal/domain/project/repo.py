@@ -38,6 +38,13 @@ QUERY_SPEC = QuerySpec(
 
 NAME_CONSTRAINT = "projects_live_name_key"
 
+# Composed once at import: the hot path only binds values.
+_INSERT = sql.SQL(
+    "INSERT INTO projects (public_id, name, description, timezone, environment) "
+    "VALUES (%s, %s, %s, %s, %s) RETURNING {}"
+).format(_SELECT)
+_GET = sql.SQL("SELECT {} FROM projects WHERE public_id = %s AND deleted_at IS NULL").format(_SELECT)
+
 
 class ProjectRepo:
     async def insert(self, conn: AsyncConnection[Any], new: NewProject) -> ProjectRow:
@@ -46,10 +53,7 @@ class ProjectRepo:
         try:
             cur = conn.cursor(row_factory=class_row(ProjectRow))
             await cur.execute(
-                sql.SQL(
-                    "INSERT INTO projects (public_id, name, description, timezone, environment) "
-                    "VALUES (%s, %s, %s, %s, %s) RETURNING {}"
-                ).format(_SELECT),
+                _INSERT,
                 (new.public_id, new.name, new.description, new.timezone, new.environment.value),
             )
             row = await cur.fetchone()
@@ -64,7 +68,7 @@ class ProjectRepo:
     async def get(self, conn: AsyncConnection[Any], public_id: str) -> ProjectRow | None:
         cur = conn.cursor(row_factory=class_row(ProjectRow))
         await cur.execute(
-            sql.SQL("SELECT {} FROM projects WHERE public_id = %s AND deleted_at IS NULL").format(_SELECT),
+            _GET,
             (public_id,),
         )
         return await cur.fetchone()
