@@ -25,8 +25,9 @@ from pathlib import Path
 import grpc
 import httpx
 import protovalidate
+from connectrpc.codec import proto_json_codec
 
-from altalune.v1 import employee_pb2, employee_pb2_grpc, project_pb2, project_pb2_grpc
+from altalune.v1 import employee_connect, employee_pb2, employee_pb2_grpc, project_pb2, project_pb2_grpc
 from internal.postgres.embedded import EmbeddedPostgres
 from internal.postgres.migrations import DEFAULT_MIGRATIONS_DIR, migrate_up
 from internal.postgres.partitions import reconcile_partitions
@@ -153,9 +154,17 @@ async def bench(seconds: float, concurrency: int, partitions: int) -> None:
         n, lat = await _load(lambda: employees.GetEmployee(get_employee), seconds=seconds, concurrency=concurrency)
         print(_row("GetEmployee (gRPC)", n, seconds, lat))
 
+        async with employee_connect.EmployeeServiceClient(
+            f"http://127.0.0.1:{http_port}/api", codec=proto_json_codec(), send_compression=None
+        ) as connect_client:
+            n, lat = await _load(
+                lambda: connect_client.get_employee(get_employee), seconds=seconds, concurrency=concurrency
+            )
+        print(_row("GetEmployee (Connect JSON, connectrpc client)", n, seconds, lat))
+
         body = json.dumps({"projectId": first, "id": employee.employee.id})
 
-        async def connect_get() -> None:
+        async def raw_http_get() -> None:
             response = await http.post(
                 "/altalune.v1.EmployeeService/GetEmployee",
                 content=body,
@@ -163,7 +172,7 @@ async def bench(seconds: float, concurrency: int, partitions: int) -> None:
             )
             response.raise_for_status()
 
-        n, lat = await _load(connect_get, seconds=seconds, concurrency=concurrency)
+        n, lat = await _load(raw_http_get, seconds=seconds, concurrency=concurrency)
         print(_row("GetEmployee (Connect JSON, httpx client)", n, seconds, lat))
 
         query = employee_pb2.QueryEmployeesRequest(project_id=first)
