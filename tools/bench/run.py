@@ -1,7 +1,7 @@
 """`make bench`: throughput, latency and memory figures of a real server, printed as a table.
 
 The server runs in its own process (`altalune serve`) on a throw-away embedded PostgreSQL with
-fsync off; the load generator is this process (grpcio and httpx clients), so on a 2-core machine
+fsync off; the load generator is this process (grpcio and connectrpc clients), so on a 2-core machine
 client and server share the CPUs: the figures are for comparing changes on the same machine.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -23,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
-import httpx
 import protovalidate
 from connectrpc.codec import proto_json_codec
 
@@ -98,7 +96,6 @@ async def bench(seconds: float, concurrency: int, partitions: int) -> None:
         await asyncio.wait_for(channel.channel_ready(), 30)
         projects = project_pb2_grpc.ProjectServiceStub(channel)
         employees = employee_pb2_grpc.EmployeeServiceStub(channel)
-        http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}/api", timeout=10)
         rss_start = _rss_mb(server.pid)
 
         print(f"\nAltalune benchmark  ({seconds:.0f} s per row, {concurrency} concurrent calls, 2 cores shared)")
@@ -162,19 +159,6 @@ async def bench(seconds: float, concurrency: int, partitions: int) -> None:
             )
         print(_row("GetEmployee (Connect JSON, connectrpc client)", n, seconds, lat))
 
-        body = json.dumps({"projectId": first, "id": employee.employee.id})
-
-        async def raw_http_get() -> None:
-            response = await http.post(
-                "/altalune.v1.EmployeeService/GetEmployee",
-                content=body,
-                headers={"content-type": "application/json"},
-            )
-            response.raise_for_status()
-
-        n, lat = await _load(raw_http_get, seconds=seconds, concurrency=concurrency)
-        print(_row("GetEmployee (Connect JSON, httpx client)", n, seconds, lat))
-
         query = employee_pb2.QueryEmployeesRequest(project_id=first)
         query.query.pagination.page_size = 20
         query.query.keyword = "person"
@@ -217,7 +201,6 @@ async def bench(seconds: float, concurrency: int, partitions: int) -> None:
             f"protovalidate: valid CreateEmployeeRequest {valid_us:.1f} us/op, empty CreateProjectRequest "
             f"(3 violations) {invalid_us:.1f} us/op"
         )
-        await http.aclose()
         await channel.close()
     finally:
         server.send_signal(signal.SIGTERM)
