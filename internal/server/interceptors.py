@@ -63,6 +63,9 @@ class RequestScope:
         except ConnectError as error:
             code = error.code.name.lower()
             raise
+        except asyncio.CancelledError:
+            code = "canceled"  # the client went away or its deadline passed on the gRPC side
+            raise
         finally:
             log.info(
                 "rpc",

@@ -1,0 +1,97 @@
+"""DeleteProject on a running server: the project is gone for its users at once, the background
+reaper removes its partitions within seconds, and other tenants keep working meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import psycopg
+import pytest
+
+from altalune.v1 import employee_pb2, project_pb2
+from internal.server.app import AltaluneServer
+from tests.e2e.clients import (
+    CREATE_EMPLOYEE,
+    CREATE_PROJECT,
+    DELETE_PROJECT,
+    GET_EMPLOYEE,
+    GET_PROJECT,
+    GrpcTransport,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+async def internal_id(database_url: str, public_id: str) -> int:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cur = await conn.execute("SELECT id FROM projects WHERE public_id = %s", (public_id,))
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+async def leftovers(database_url: str, project_id: int) -> list[str]:
+    """What is left of a project in the database: its row and its partition tables."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT 'row' FROM projects WHERE id = %(id)s "
+            "UNION ALL SELECT relname::text FROM pg_class WHERE relname = 'employees_p' || %(id)s::text",
+            {"id": project_id},
+        )
+        return [name for (name,) in await cur.fetchall()]
+
+
+async def make_project(client: GrpcTransport, name: str) -> project_pb2.Project:
+    request = project_pb2.CreateProjectRequest(name=name, timezone="UTC", environment=project_pb2.ENVIRONMENT_LIVE)
+    return (await client.call(CREATE_PROJECT, request)).ok().project
+
+
+async def test_a_deleted_project_loses_its_partition_within_seconds_while_other_tenants_keep_working(
+    server: AltaluneServer, module_database_url: str
+) -> None:
+    client = GrpcTransport(server.grpc_port)
+    try:
+        doomed = await make_project(client, "Doomed")
+        other = await make_project(client, "Survivor")
+        employee = (
+            (
+                await client.call(
+                    CREATE_EMPLOYEE,
+                    employee_pb2.CreateEmployeeRequest(
+                        project_id=other.id,
+                        name="Grace Hopper",
+                        email="grace@example.com",
+                        role="Admiral",
+                        department="Navy",
+                        status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
+                    ),
+                )
+            )
+            .ok()
+            .employee
+        )
+        doomed_id = await internal_id(module_database_url, doomed.id)
+        assert await leftovers(module_database_url, doomed_id) == ["row", f"employees_p{doomed_id}"]
+
+        (await client.call(DELETE_PROJECT, project_pb2.DeleteProjectRequest(id=doomed.id))).ok()
+        assert (await client.call(GET_PROJECT, project_pb2.GetProjectRequest(id=doomed.id))).failed().reason == (
+            "PROJECT_NOT_FOUND"
+        )
+
+        slowest = 0.0
+        started = time.monotonic()
+        while await leftovers(module_database_url, doomed_id):
+            assert time.monotonic() - started < 10, "the partition of a deleted project is still there after 10 s"
+            call_started = time.monotonic()
+            reply = await client.call(
+                GET_EMPLOYEE, employee_pb2.GetEmployeeRequest(project_id=other.id, id=employee.id)
+            )
+            slowest = max(slowest, time.monotonic() - call_started)
+            assert reply.ok().employee.name == "Grace Hopper"
+            await asyncio.sleep(0.01)
+        assert slowest < 1.0, f"another tenant's call took {slowest:.2f} s while the project was reaped"
+        reply = await client.call(GET_EMPLOYEE, employee_pb2.GetEmployeeRequest(project_id=other.id, id=employee.id))
+        assert reply.ok().employee.id == employee.id
+    finally:
+        await client.close()
