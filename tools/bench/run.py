@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -71,7 +72,7 @@ def _row(name: str, count: int, seconds: float, latencies: list[float]) -> str:
     ordered = sorted(latencies)
     p50 = statistics.median(ordered)
     p99 = ordered[int(len(ordered) * 0.99) - 1]
-    return f"{name:<44} {count / seconds:>9.0f} {p50:>9.2f} {p99:>9.2f}"
+    return f"{name:<54} {count / seconds:>9.0f} {p50:>9.2f} {p99:>9.2f}"
 
 
 async def bench(seconds: float, concurrency: int, partitions: int) -> None:
@@ -98,8 +99,11 @@ async def bench(seconds: float, concurrency: int, partitions: int) -> None:
         employees = employee_pb2_grpc.EmployeeServiceStub(channel)
         rss_start = _rss_mb(server.pid)
 
-        print(f"\nAltalune benchmark  ({seconds:.0f} s per row, {concurrency} concurrent calls, 2 cores shared)")
-        print(f"{'case':<44} {'calls/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
+        print(
+            f"\nAltalune benchmark  ({seconds:.0f} s per row, {concurrency} concurrent calls, {partitions} projects"
+            " = employees partitions, 2 cores shared)"
+        )
+        print(f"{'case':<54} {'calls/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
 
         create_ms: list[float] = []
         project_ids: list[str] = []
@@ -134,12 +138,16 @@ async def bench(seconds: float, concurrency: int, partitions: int) -> None:
                     status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
                 )
             )
+        first_100, last_100 = create_ms[:100], create_ms[-100:]
+        print(
+            _row("CreateProject, first 100 projects (gRPC, serial)", len(first_100), sum(first_100) / 1000, first_100)
+        )
         print(
             _row(
-                f"CreateProject, 0..{partitions} projects (gRPC, serial)",
-                len(create_ms),
-                sum(create_ms) / 1000,
-                create_ms,
+                f"CreateProject, projects {partitions - len(last_100)}..{partitions} (serial)",
+                len(last_100),
+                sum(last_100) / 1000,
+                last_100,
             )
         )
 
@@ -150,6 +158,17 @@ async def bench(seconds: float, concurrency: int, partitions: int) -> None:
         get_employee = employee_pb2.GetEmployeeRequest(project_id=first, id=employee.employee.id)
         n, lat = await _load(lambda: employees.GetEmployee(get_employee), seconds=seconds, concurrency=concurrency)
         print(_row("GetEmployee (gRPC)", n, seconds, lat))
+
+        rng = random.Random(7)
+        missing = "2" * 14
+
+        async def get_in_random_project() -> None:
+            request = employee_pb2.GetEmployeeRequest(project_id=rng.choice(project_ids), id=missing)
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await employees.GetEmployee(request)
+
+        n, lat = await _load(get_in_random_project, seconds=seconds, concurrency=concurrency)
+        print(_row(f"GetEmployee, random one of {partitions} partitions (gRPC)", n, seconds, lat))
 
         async with employee_connect.EmployeeServiceClient(
             f"http://127.0.0.1:{http_port}/api", codec=proto_json_codec(), send_compression=None
@@ -216,7 +235,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--projects", type=int, default=200, help="projects (partitions) created first")
+    parser.add_argument("--projects", type=int, default=1000, help="projects (partitions) created first")
     args = parser.parse_args()
     asyncio.run(bench(args.seconds, args.concurrency, args.projects))
 
