@@ -64,7 +64,7 @@ async def partitioned_tables(conn: AsyncConnection[Any]) -> list[str]:
     return [row[0] for row in await cur.fetchall()]
 
 
-async def lock_partitioned_tables(conn: AsyncConnection[Any]) -> None:
+async def lock_partitioned_tables(conn: AsyncConnection[Any]) -> list[str]:
     """SHARE UPDATE EXCLUSIVE on every partitioned table, taken first in a project's creation.
 
     ATTACH PARTITION needs this lock, and then SHARE ROW EXCLUSIVE on `projects` (for the foreign
@@ -80,12 +80,14 @@ async def lock_partitioned_tables(conn: AsyncConnection[Any]) -> None:
                 sql.SQL(", ").join(sql.Identifier(t) for t in tables)
             )
         )
+    return tables
 
 
-async def create_project_partitions(conn: AsyncConnection[Any], project_id: int) -> list[str]:
-    """Attach an empty partition for the project to every partitioned table (caller's transaction)."""
+async def create_project_partitions(conn: AsyncConnection[Any], project_id: int, tables: list[str]) -> list[str]:
+    """Attach an empty partition for the project to each of `tables` (caller's transaction; the
+    tables as returned by lock_partitioned_tables)."""
     created = []
-    for table in await partitioned_tables(conn):
+    for table in tables:
         ddl = partition_ddl(table, project_id)
         await conn.execute(ddl.create)
         await conn.execute(ddl.attach)

@@ -49,7 +49,7 @@ _GET = sql.SQL("SELECT {} FROM projects WHERE public_id = %s AND deleted_at IS N
 class ProjectRepo:
     async def insert(self, conn: AsyncConnection[Any], new: NewProject) -> ProjectRow:
         """Insert the project and attach its partitions, in the caller's transaction."""
-        await lock_partitioned_tables(conn)  # before the INSERT: see lock_partitioned_tables
+        tables = await lock_partitioned_tables(conn)  # before the INSERT: see lock_partitioned_tables
         try:
             cur = conn.cursor(row_factory=class_row(ProjectRow))
             await cur.execute(
@@ -62,7 +62,7 @@ class ProjectRepo:
                 raise ProjectNameTaken(new.name) from None
             raise
         assert row is not None
-        await create_project_partitions(conn, row.id)
+        await create_project_partitions(conn, row.id, tables)
         return row
 
     async def get(self, conn: AsyncConnection[Any], public_id: str) -> ProjectRow | None:
