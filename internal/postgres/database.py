@@ -24,6 +24,7 @@ log = get_logger(__name__)
 # Generic plans of a partitioned table lock every partition ("out of shared memory" at a few
 # thousand projects), so every pooled connection is forced onto custom plans.
 CUSTOM_PLANS = "-c plan_cache_mode=force_custom_plan"
+POOL_WAIT_S = 5.0
 
 
 def create_pool(
@@ -48,7 +49,7 @@ def create_pool(
         # with a shorter client deadline pay a round trip to lower it.
         # Autocommit: a read is one round trip; writes open explicit transactions (Database.transaction).
         kwargs={"options": f"{CUSTOM_PLANS} -c statement_timeout={statement_timeout_ms}", "autocommit": True},
-        timeout=5.0,
+        timeout=POOL_WAIT_S,
         open=False,
         name="altalune",
     )
@@ -72,6 +73,13 @@ class Database:
             return remaining
         return None
 
+    @staticmethod
+    def _acquire_timeout_s() -> float:
+        """Wait for a pooled connection at most 5 s, and give up before the request's deadline so
+        the caller learns the database is unavailable rather than just "deadline exceeded"."""
+        remaining = deadlines.remaining_ms()
+        return POOL_WAIT_S if remaining is None else min(POOL_WAIT_S, remaining * 0.8 / 1000)
+
     @asynccontextmanager
     async def transaction(self, *, lock_timeout_ms: int | None = None) -> AsyncIterator[AsyncConnection[Any]]:
         """One transaction, committed when the block ends without error, rolled back otherwise.
@@ -79,7 +87,7 @@ class Database:
         The request's deadline (and `lock_timeout_ms`) apply to this transaction only.
         """
         with _translate_errors():
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._pool.connection(timeout=self._acquire_timeout_s()) as conn, conn.transaction():
                 statement_timeout = self._timeout_override()
                 if statement_timeout is not None or lock_timeout_ms is not None:
                     await conn.execute(
@@ -100,7 +108,7 @@ class Database:
                 yield conn
             return
         with _translate_errors():
-            async with self._pool.connection() as conn:
+            async with self._pool.connection(timeout=self._acquire_timeout_s()) as conn:
                 yield conn
 
     @asynccontextmanager

@@ -1,0 +1,66 @@
+"""With the database unreachable the service still starts and tells the truth: gRPC health is
+NOT_SERVING, /readyz is 503, and calls fail fast with UNAVAILABLE + RetryInfo on every transport."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+import httpx
+import pytest
+import pytest_asyncio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from altalune.v1 import project_pb2
+from internal.server.app import AltaluneServer
+from tests import conftest
+from tests.e2e.clients import GET_PROJECT, TRANSPORTS, open_transport
+
+pytestmark = pytest.mark.e2e
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest_asyncio.fixture
+async def server_without_database() -> AsyncIterator[AltaluneServer]:
+    url = f"postgresql://postgres@127.0.0.1:{closed_port()}/altalune?connect_timeout=1"
+    running = AltaluneServer(conftest.test_settings(ALTALUNE_MAX_DEADLINE_MS="1000"), url)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def test_without_a_database_health_and_readiness_say_so_and_calls_are_unavailable(
+    server_without_database: AltaluneServer,
+) -> None:
+    server = server_without_database
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}") as http:
+        assert (await http.get("/healthz")).status_code == 200  # alive...
+        assert (await http.get("/readyz")).status_code == 503  # ...but not ready
+
+    for name in TRANSPORTS:
+        transport = open_transport(name, grpc_port=server.grpc_port, http_port=server.http_port)
+        try:
+            started = time.monotonic()
+            outcome = await asyncio.wait_for(
+                transport.call(GET_PROJECT, project_pb2.GetProjectRequest(id="23456789abcdef")), 10
+            )
+            elapsed = time.monotonic() - started
+        finally:
+            await transport.close()
+        failure = outcome.failed()
+        assert (failure.code, failure.reason) == ("unavailable", "DATABASE_UNAVAILABLE"), name
+        assert "google.rpc.RetryInfo" in failure.detail_types, name
+        assert elapsed < 1.0, (name, elapsed)  # gave up before the 1 s server deadline
