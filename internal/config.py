@@ -10,6 +10,15 @@ from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# Browser origins allowed when ALTALUNE_CORS_ORIGINS is not set: local development servers only
+# (Vite, Next.js / CRA). Setting the variable replaces this list; set it to "none" for no CORS.
+DEV_CORS_ORIGINS = (
+    "http://localhost:3000",
+    "http://localhost:5173",
+    "http://127.0.0.1:3000",
+    "http://127.0.0.1:5173",
+)
+
 
 class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
@@ -26,7 +35,7 @@ class Settings:
     data_dir: Path = REPO_ROOT / ".data" / "postgres"
     log_format: str = "console"
     log_level: str = "info"
-    cors_origins: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = DEV_CORS_ORIGINS
     max_request_bytes: int = 4 * 1024 * 1024
     max_deadline_ms: int = 30_000
     max_concurrent_calls: int = 512
@@ -63,6 +72,8 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
 
 
 def _origins(raw: str) -> tuple[str, ...]:
+    if raw.strip().lower() == "none":
+        return ()
     origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
     for origin in origins:
         if origin == "*":
@@ -90,7 +101,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_dir=Path(env.get("ALTALUNE_DATA_DIR", "") or REPO_ROOT / ".data" / "postgres"),
         log_format=_choice(env, "ALTALUNE_LOG_FORMAT", "console", ("console", "json")),
         log_level=_choice(env, "ALTALUNE_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
-        cors_origins=_origins(env.get("ALTALUNE_CORS_ORIGINS", "")),
+        cors_origins=_origins(env.get("ALTALUNE_CORS_ORIGINS", ",".join(DEV_CORS_ORIGINS))),
         max_deadline_ms=_number(env, "ALTALUNE_MAX_DEADLINE_MS", 30_000, low=100, high=600_000),
         max_concurrent_calls=_number(env, "ALTALUNE_MAX_CONCURRENT_CALLS", 512, low=1, high=100_000),
         shutdown_grace_s=_number(env, "ALTALUNE_SHUTDOWN_GRACE_S", 10.0, low=0.0, high=300.0),

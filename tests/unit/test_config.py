@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from internal.config import ConfigError, Settings, load_settings
+from internal.config import DEV_CORS_ORIGINS, ConfigError, Settings, load_settings
 
 
 def test_an_empty_environment_gives_the_documented_defaults() -> None:
@@ -13,8 +13,14 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     assert settings == Settings()
     assert (settings.grpc_port, settings.http_port) == (50051, 8080)
     assert settings.database_url is None
-    assert settings.cors_origins == ()
+    assert settings.cors_origins == DEV_CORS_ORIGINS
+    assert "http://localhost:5173" in settings.cors_origins
     assert settings.max_request_bytes == 4 * 1024 * 1024
+
+
+@pytest.mark.parametrize("value", ["none", "", " NONE "])
+def test_cors_can_be_switched_off_entirely(value: str) -> None:
+    assert load_settings({"ALTALUNE_CORS_ORIGINS": value}).cors_origins == ()
 
 
 def test_values_from_the_environment_are_parsed() -> None:
