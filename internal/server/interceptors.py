@@ -15,6 +15,7 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2
 
 from internal import deadlines
 from internal.errors import AppError, DeadlineExceeded, InternalError, Overloaded, to_connect_error
@@ -58,10 +59,12 @@ class RequestScope:
         rpc_logged.set(True)
         started = time.perf_counter()
         code = "ok"
+        reason: str | None = None
         try:
             return await call_next(request, ctx)
         except ConnectError as error:
             code = error.code.name.lower()
+            reason = _reason(error)
             raise
         except asyncio.CancelledError:
             code = "canceled"  # the client went away or its deadline passed on the gRPC side
@@ -70,10 +73,19 @@ class RequestScope:
             log.info(
                 "rpc",
                 code=code,
+                reason=reason,
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 peer=ctx.client_address(),
             )
             structlog.contextvars.unbind_contextvars("request_id", "rpc", "transport")
+
+
+def _reason(error: ConnectError) -> str | None:
+    """The ErrorInfo reason of an error, for the access log."""
+    for detail in error.details:
+        if detail.type_url.endswith("/google.rpc.ErrorInfo"):
+            return str(error_details_pb2.ErrorInfo.FromString(detail.value).reason)
+    return None
 
 
 class ErrorMapping:
