@@ -19,6 +19,7 @@ import asyncio
 import base64
 import json
 import re
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -395,3 +396,10 @@ async def wait_for_blocked_project_updates(database_url: str, count: int, *, wit
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"expected {count} blocked UPDATEs, saw {blocked}")
         await asyncio.sleep(0.02)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (bound, read, released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

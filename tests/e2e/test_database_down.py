@@ -4,7 +4,6 @@ NOT_SERVING, /readyz is 503, and calls fail fast with UNAVAILABLE + RetryInfo on
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -17,20 +16,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from altalune.v1 import project_pb2
 from internal.server.app import AltaluneServer
 from tests import conftest
-from tests.e2e.clients import GET_PROJECT, TRANSPORTS, open_transport
+from tests.e2e.clients import GET_PROJECT, TRANSPORTS, free_port, open_transport
 
 pytestmark = pytest.mark.e2e
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest_asyncio.fixture
 async def server_without_database() -> AsyncIterator[AltaluneServer]:
-    url = f"postgresql://postgres@127.0.0.1:{closed_port()}/altalune?connect_timeout=1"
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/altalune?connect_timeout=1"
     running = AltaluneServer(conftest.test_settings(ALTALUNE_MAX_DEADLINE_MS="1000"), url)
     await running.start()
     try:

@@ -25,6 +25,7 @@ from tests.e2e.clients import (
     GET_PROJECT,
     UPDATE_PROJECT,
     GrpcTransport,
+    free_port,
     project_row_locked,
     wait_for_blocked_project_updates,
 )
@@ -43,12 +44,6 @@ async def own_server(database_url: str) -> AsyncIterator[AltaluneServer]:
         yield running
     finally:
         await running.stop()  # a no-op if the test already stopped it
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def health_status(port: int, service: str = "") -> int:

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -15,14 +14,9 @@ import httpx
 import pytest
 
 from internal.config import REPO_ROOT
+from tests.e2e.clients import free_port
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def wait_until_ready(http_port: int, process: asyncio.subprocess.Process) -> None:
