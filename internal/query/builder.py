@@ -28,11 +28,20 @@ CATALOG_LIMIT = 100
 
 @dataclass(frozen=True, slots=True)
 class FilterSpec:
-    """A filter key: the column it matches, and for enum-like columns the closed value set."""
+    """A filter key: the column it matches, and for enum-like columns the closed value set.
+
+    A computed key (a state that depends on several columns or on the clock) gives `predicates`:
+    one trusted SQL condition per value, OR-ed for the values asked; `column` is then unused.
+    """
 
     column: str
     values: tuple[str, ...] | None = None
     case_insensitive: bool = True
+    predicates: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.predicates is not None and set(self.predicates) != set(self.values or ()):
+            raise ValueError(f"filter {self.column!r}: predicates must cover exactly the allowed values")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +192,10 @@ def _where(
         if key == skip_filter:
             continue
         filter_spec = spec.filters[key]
+        if filter_spec.predicates is not None:
+            chosen = [sql.SQL(filter_spec.predicates[v]) for v in sorted(set(values))]  # type: ignore[arg-type]
+            conditions.append(sql.SQL("({})").format(sql.SQL(" OR ").join(chosen)) if chosen else sql.SQL("FALSE"))
+            continue
         name = f"{prefix}f{index}"
         column: sql.Composable = sql.Identifier(filter_spec.column)
         if filter_spec.case_insensitive and filter_spec.values is None:

@@ -1,0 +1,84 @@
+"""Who is calling, and what they may do in this call. Set by the auth interceptors per request."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class PrincipalKind(StrEnum):
+    USER = "user"
+    API_KEY = "api_key"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: a user (signed in with a JWT) or an API key of one project."""
+
+    kind: PrincipalKind
+    user_id: int | None = None  # internal id
+    user_public_id: str | None = None
+    api_key_public_id: str | None = None
+    key_project_id: int | None = None  # internal id of the key's project
+    key_project_public_id: str | None = None
+    # API key: its scopes. User: the global permissions of their roles.
+    permissions: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def log_name(self) -> str:
+        """How the access log names the caller (never a secret)."""
+        if self.kind is PrincipalKind.USER:
+            return f"user:{self.user_public_id}"
+        return f"api_key:{self.key_project_public_id}/{self.api_key_public_id}"
+
+    @classmethod
+    def user(cls, user_id: int, public_id: str, global_permissions: frozenset[str] = frozenset()) -> Principal:
+        return cls(PrincipalKind.USER, user_id=user_id, user_public_id=public_id, permissions=global_permissions)
+
+    @classmethod
+    def api_key(cls, key_public_id: str, project_id: int, project_public_id: str, scopes: frozenset[str]) -> Principal:
+        return cls(
+            PrincipalKind.API_KEY,
+            api_key_public_id=key_public_id,
+            key_project_id=project_id,
+            key_project_public_id=project_public_id,
+            permissions=scopes,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The principal plus what authorization granted for this call.
+
+    For a project-scoped RPC, `project_id` is the project the call acts in and `permissions` are
+    the caller's permissions there (the member's project role grants, or the key's scopes). For a
+    global RPC, `permissions` are the user's global permissions and `project_id` is None.
+    """
+
+    principal: Principal
+    permissions: frozenset[str]
+    project_id: int | None = None
+    project_role: str | None = None  # the user's membership role; None for API keys
+
+    @property
+    def is_project_owner(self) -> bool:
+        return self.project_role == "owner"
+
+
+_caller: ContextVar[Caller | None] = ContextVar("altalune_caller", default=None)
+
+
+class NoCaller(RuntimeError):
+    """A handler ran without the auth interceptors: a wiring bug, never a client error."""
+
+
+def current_caller() -> Caller:
+    caller = _caller.get()
+    if caller is None:
+        raise NoCaller("no authorized caller in this context")
+    return caller
+
+
+def set_caller(caller: Caller | None) -> None:
+    _caller.set(caller)

@@ -1,0 +1,1 @@
+"""API keys: a project's credentials for services, shown once and stored only as a keyed hash."""

@@ -1,0 +1,45 @@
+"""Errors of the API key domain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from connectrpc.code import Code
+
+from internal.errors import AppError
+
+
+class ApiKeyNotFound(AppError):
+    reason = "API_KEY_NOT_FOUND"
+    code = Code.NOT_FOUND
+
+    def __init__(self, project_id: str, api_key_id: str) -> None:
+        super().__init__(
+            f"API key {api_key_id!r} not found in project {project_id!r}",
+            metadata={"project_id": project_id, "api_key_id": api_key_id},
+        )
+
+
+class ApiKeyNameTaken(AppError):
+    reason = "API_KEY_NAME_TAKEN"
+    code = Code.ALREADY_EXISTS
+
+    def __init__(self, project_id: str, name: str) -> None:
+        super().__init__(
+            f"an API key named {name!r} already exists in project {project_id!r}",
+            metadata={"project_id": project_id, "name": name},
+        )
+
+
+class ApiKeyScopeExceedsCaller(AppError):
+    """A key may not do more than the caller who mints it: no escalation through keys."""
+
+    reason = "API_KEY_SCOPE_EXCEEDS_CALLER"
+    code = Code.PERMISSION_DENIED
+
+    def __init__(self, project_id: str, scopes: Sequence[str]) -> None:
+        joined = ",".join(scopes)
+        super().__init__(
+            f"the caller does not hold the scope(s) {joined} in project {project_id!r}",
+            metadata={"project_id": project_id, "scopes": joined},
+        )

@@ -1,0 +1,102 @@
+"""API key model: the database row, the entity and their conversions. Neither ever holds the secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from altalune.v1 import api_key_pb2
+from internal.auth.credentials import display_prefix
+from internal.convert import to_timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """The entity: public ids only (its own and its project's)."""
+
+    id: str
+    project_id: str
+    name: str
+    prefix: str
+    scopes: tuple[str, ...]
+    active: bool
+    expires_at: datetime
+    last_used_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    def to_proto(self) -> api_key_pb2.ApiKey:
+        message = api_key_pb2.ApiKey(
+            id=self.id,
+            project_id=self.project_id,
+            name=self.name,
+            prefix=self.prefix,
+            scopes=self.scopes,
+            active=self.active,
+            expires_at=to_timestamp(self.expires_at),
+            created_at=to_timestamp(self.created_at),
+            updated_at=to_timestamp(self.updated_at),
+        )
+        if self.last_used_at is not None:
+            message.last_used_at.CopyFrom(to_timestamp(self.last_used_at))
+        return message
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRow:
+    """A row of `api_keys` as selected: internal ids plus the public id; never `secret_hash`."""
+
+    id: int
+    project_id: int
+    public_id: str
+    name: str
+    secret_hint: str
+    scopes: list[str]
+    active: bool
+    expires_at: datetime
+    last_used_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    def to_entity(self, project_public_id: str) -> ApiKey:
+        return ApiKey(
+            id=self.public_id,
+            project_id=project_public_id,
+            name=self.name,
+            prefix=display_prefix(project_public_id, self.public_id, self.secret_hint),
+            scopes=tuple(self.scopes),
+            active=self.active,
+            expires_at=self.expires_at,
+            last_used_at=self.last_used_at,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    """What is stored of a fresh key: its hash and hint, never the key itself."""
+
+    public_id: str
+    name: str
+    secret_hash: bytes
+    secret_hint: str
+    scopes: tuple[str, ...]
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyChanges:
+    """Only the fields named in an update mask; None means unchanged."""
+
+    name: str | None = None
+    scopes: tuple[str, ...] | None = None
+    expires_at: datetime | None = None
+
+    def as_columns(self) -> dict[str, object]:
+        values: dict[str, object] = {
+            "name": self.name,
+            "scopes": list(self.scopes) if self.scopes is not None else None,
+            "expires_at": self.expires_at,
+        }
+        return {k: v for k, v in values.items() if v is not None}

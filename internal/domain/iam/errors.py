@@ -1,0 +1,86 @@
+"""Errors of the IAM domain. Batch errors list every offending id (comma-joined) so a client can fix
+the whole request at once; a missing project is the project domain's ProjectNotFound."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from connectrpc.code import Code
+
+from internal.errors import AppError
+
+
+def _joined(ids: Sequence[str]) -> str:
+    return ",".join(ids)
+
+
+class UserNotFound(AppError):
+    reason = "USER_NOT_FOUND"
+    code = Code.NOT_FOUND
+
+    def __init__(self, user_ids: Sequence[str]) -> None:
+        super().__init__(f"user(s) not found: {_joined(user_ids)}", metadata={"user_ids": _joined(user_ids)})
+
+
+class RoleNotFound(AppError):
+    reason = "ROLE_NOT_FOUND"
+    code = Code.NOT_FOUND
+
+    def __init__(self, role_ids: Sequence[str]) -> None:
+        super().__init__(f"role(s) not found: {_joined(role_ids)}", metadata={"role_ids": _joined(role_ids)})
+
+
+class PermissionNotFound(AppError):
+    reason = "PERMISSION_NOT_FOUND"
+    code = Code.NOT_FOUND
+
+    def __init__(self, permission_ids: Sequence[str]) -> None:
+        super().__init__(
+            f"permission(s) not found: {_joined(permission_ids)}",
+            metadata={"permission_ids": _joined(permission_ids)},
+        )
+
+
+class MemberNotFound(AppError):
+    reason = "MEMBER_NOT_FOUND"
+    code = Code.NOT_FOUND
+
+    def __init__(self, project_id: str, user_ids: Sequence[str]) -> None:
+        super().__init__(
+            f"user(s) {_joined(user_ids)} are not members of project {project_id!r}",
+            metadata={"project_id": project_id, "user_ids": _joined(user_ids)},
+        )
+
+
+class MemberExists(AppError):
+    reason = "MEMBER_EXISTS"
+    code = Code.ALREADY_EXISTS
+
+    def __init__(self, project_id: str, user_ids: Sequence[str]) -> None:
+        super().__init__(
+            f"user(s) {_joined(user_ids)} are already members of project {project_id!r}",
+            metadata={"project_id": project_id, "user_ids": _joined(user_ids)},
+        )
+
+
+class OwnerRequired(AppError):
+    """Only an owner may create owners or change or remove one: an admin must not take over a project."""
+
+    reason = "OWNER_REQUIRED"
+    code = Code.PERMISSION_DENIED
+
+    def __init__(self, project_id: str) -> None:
+        super().__init__(
+            f"only an owner of project {project_id!r} may grant, change or remove the owner role",
+            metadata={"project_id": project_id},
+        )
+
+
+class LastOwner(AppError):
+    """A project without an owner could never be deleted or handed over again."""
+
+    reason = "LAST_OWNER"
+    code = Code.FAILED_PRECONDITION
+
+    def __init__(self, project_id: str) -> None:
+        super().__init__(f"project {project_id!r} must keep at least one owner", metadata={"project_id": project_id})

@@ -1,0 +1,219 @@
+"""IAM model: project-role and permission-scope enum mappings, the selected rows, the entities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from altalune.v1 import iam_pb2, permission_pb2, role_pb2
+from internal.convert import to_timestamp
+from internal.enums import EnumMapping
+
+
+class ProjectRole(StrEnum):
+    """A membership role; each is the built-in role of the same name."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+
+PROJECT_ROLES = EnumMapping(
+    [
+        (ProjectRole.OWNER, iam_pb2.PROJECT_ROLE_OWNER),
+        (ProjectRole.ADMIN, iam_pb2.PROJECT_ROLE_ADMIN),
+        (ProjectRole.MEMBER, iam_pb2.PROJECT_ROLE_MEMBER),
+        (ProjectRole.VIEWER, iam_pb2.PROJECT_ROLE_VIEWER),
+    ]
+)
+
+
+class PermissionScope(StrEnum):
+    GLOBAL = "global"
+    PROJECT = "project"
+
+
+SCOPES = EnumMapping(
+    [
+        (PermissionScope.GLOBAL, permission_pb2.PERMISSION_SCOPE_GLOBAL),
+        (PermissionScope.PROJECT, permission_pb2.PERMISSION_SCOPE_PROJECT),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """The entity: only the public id."""
+
+    id: str
+    name: str
+    description: str
+    builtin: bool
+    created_at: datetime
+    updated_at: datetime
+
+    def to_proto(self) -> role_pb2.Role:
+        return role_pb2.Role(
+            id=self.id,
+            name=self.name,
+            description=self.description,
+            builtin=self.builtin,
+            created_at=to_timestamp(self.created_at),
+            updated_at=to_timestamp(self.updated_at),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRow:
+    """A row of `roles` as selected: internal id plus public id."""
+
+    id: int
+    public_id: str
+    name: str
+    description: str
+    builtin: bool
+    created_at: datetime
+    updated_at: datetime
+
+    def to_entity(self) -> Role:
+        return Role(
+            id=self.public_id,
+            name=self.name,
+            description=self.description,
+            builtin=self.builtin,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    """The entity: only the public id."""
+
+    id: str
+    name: str
+    description: str
+    scope: PermissionScope
+    created_at: datetime
+
+    def to_proto(self) -> permission_pb2.Permission:
+        return permission_pb2.Permission(
+            id=self.id,
+            name=self.name,
+            description=self.description,
+            scope=SCOPES.to_proto(self.scope),  # type: ignore[arg-type]
+            created_at=to_timestamp(self.created_at),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionRow:
+    """A row of `permissions` as selected: internal id plus public id."""
+
+    id: int
+    public_id: str
+    name: str
+    description: str
+    scope: str
+    created_at: datetime
+
+    def to_entity(self) -> Permission:
+        return Permission(
+            id=self.public_id,
+            name=self.name,
+            description=self.description,
+            scope=SCOPES.from_db(self.scope),
+            created_at=self.created_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectMember:
+    """The entity: public ids of the project and the user, with the user's name for display."""
+
+    project_id: str
+    user_id: str
+    email: str
+    first_name: str
+    last_name: str
+    role: ProjectRole
+    created_at: datetime
+    updated_at: datetime
+
+    def to_proto(self) -> iam_pb2.ProjectMember:
+        return iam_pb2.ProjectMember(
+            project_id=self.project_id,
+            user_id=self.user_id,
+            email=self.email,
+            first_name=self.first_name,
+            last_name=self.last_name,
+            role=PROJECT_ROLES.to_proto(self.role),  # type: ignore[arg-type]
+            created_at=to_timestamp(self.created_at),
+            updated_at=to_timestamp(self.updated_at),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    """A row of `project_members` joined to its user: the internal user id plus the public one."""
+
+    user_id: int
+    user_public_id: str
+    email: str
+    first_name: str
+    last_name: str
+    role: str
+    created_at: datetime
+    updated_at: datetime
+
+    def to_entity(self, project_public_id: str) -> ProjectMember:
+        return ProjectMember(
+            project_id=project_public_id,
+            user_id=self.user_public_id,
+            email=self.email,
+            first_name=self.first_name,
+            last_name=self.last_name,
+            role=PROJECT_ROLES.from_db(self.role),
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UserProject:
+    """One live project of a user, with the user's role there."""
+
+    project_id: str
+    project_name: str
+    role: ProjectRole
+
+    def to_proto(self) -> iam_pb2.UserProject:
+        return iam_pb2.UserProject(
+            project_id=self.project_id,
+            project_name=self.project_name,
+            role=PROJECT_ROLES.to_proto(self.role),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UserProjectRow:
+    """A membership joined to its live project."""
+
+    project_public_id: str
+    project_name: str
+    role: str
+
+    def to_entity(self) -> UserProject:
+        return UserProject(
+            project_id=self.project_public_id, project_name=self.project_name, role=PROJECT_ROLES.from_db(self.role)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewMember:
+    """A resolved member to add: the internal user id and the role."""
+
+    user_id: int
+    role: ProjectRole

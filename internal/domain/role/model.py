@@ -1,0 +1,72 @@
+"""Role model: the database row, the entity and their conversions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from altalune.v1 import role_pb2
+from internal.convert import to_timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """The entity: only the public id, never the internal one."""
+
+    id: str
+    name: str
+    description: str
+    builtin: bool
+    created_at: datetime
+    updated_at: datetime
+
+    def to_proto(self) -> role_pb2.Role:
+        return role_pb2.Role(
+            id=self.id,
+            name=self.name,
+            description=self.description,
+            builtin=self.builtin,
+            created_at=to_timestamp(self.created_at),
+            updated_at=to_timestamp(self.updated_at),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRow:
+    """A row of `roles` as selected: internal id plus public id."""
+
+    id: int
+    public_id: str
+    name: str
+    description: str
+    builtin: bool
+    created_at: datetime
+    updated_at: datetime
+
+    def to_entity(self) -> Role:
+        return Role(
+            id=self.public_id,
+            name=self.name,
+            description=self.description,
+            builtin=self.builtin,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewRole:
+    public_id: str
+    name: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChanges:
+    """Only the fields named in an update mask; None means unchanged."""
+
+    name: str | None = None
+    description: str | None = None
+
+    def as_columns(self) -> dict[str, str]:
+        return {k: v for k, v in (("name", self.name), ("description", self.description)) if v is not None}
