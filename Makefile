@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the project with its dev tools
 
-run: setup ## migrate, then serve gRPC on :50051 and Connect on :8080 (embedded PostgreSQL unless DATABASE_URL)
+run: setup ## migrate, bootstrap an admin (prints its token once), serve gRPC on :50051 and Connect on :8080
+	$(BIN)/altalune bootstrap
 	$(BIN)/altalune serve --migrate
 
 migrate: setup

@@ -1,4 +1,4 @@
-"""The `altalune` command: serve, migrate, public-id."""
+"""The `altalune` command: serve, migrate, bootstrap, token, public-id."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import contextlib
 import sys
 from collections.abc import Iterator, Sequence
 
+from internal.auth.bootstrap import DEFAULT_ADMIN_EMAIL, active_user, ensure_admin
 from internal.config import REPO_ROOT, ConfigError, Settings, load_settings
+from internal.container import local_issuer
 from internal.ids import new_public_id
 from internal.logs import configure_logging, get_logger
 from internal.postgres.embedded import EmbeddedPostgres
@@ -67,6 +69,43 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+TOKEN_TTL_DAYS = 30
+
+
+def _print_token(settings: Settings, public_id: str, email: str, ttl_days: int) -> bool:
+    issuer = local_issuer(settings)
+    if issuer is None:
+        print("altalune: ALTALUNE_LOCAL_ISSUER=off, so no token can be minted here", file=sys.stderr)
+        return False
+    token = issuer.mint(user_public_id=public_id, email=email, ttl_s=ttl_days * 86_400)
+    print(f"# Admin token for {email} (user {public_id}), valid {ttl_days} days. Shown once; keep it secret.")
+    print(f"# Mint another with: altalune token --email {email}")
+    print(f"export ALTALUNE_TOKEN={token}")
+    return True
+
+
+def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
+    with database(settings) as url:
+        _migrate(url)
+        admin = ensure_admin(url, email=args.email)
+    if not admin.created:
+        print(
+            f"# Already bootstrapped: administrator {admin.email} exists. "
+            f"Mint a token with: altalune token --email {admin.email}"
+        )
+        return 0
+    return 0 if _print_token(settings, admin.public_id, admin.email, TOKEN_TTL_DAYS) else 1
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    with database(settings) as url:
+        user = active_user(url, args.email)
+    if user is None:
+        print(f"altalune: no active user with email {args.email!r}", file=sys.stderr)
+        return 1
+    return 0 if _print_token(settings, user[0], user[1], args.ttl_days) else 1
+
+
 def cmd_public_id(_settings: Settings, args: argparse.Namespace) -> int:
     for _ in range(args.n):
         print(new_public_id())
@@ -82,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply or list migrations")
     migrate.add_argument("action", nargs="?", choices=("up", "status"), default="up")
     migrate.set_defaults(run=cmd_migrate)
+    bootstrap = commands.add_parser(
+        "bootstrap", help="migrate, create the first administrator and print its token (idempotent)"
+    )
+    bootstrap.add_argument("--email", default=DEFAULT_ADMIN_EMAIL, help=f"default {DEFAULT_ADMIN_EMAIL}")
+    bootstrap.set_defaults(run=cmd_bootstrap)
+    token = commands.add_parser("token", help="mint a local-issuer token for an active user")
+    token.add_argument("--email", required=True)
+    token.add_argument("--ttl-days", type=int, default=TOKEN_TTL_DAYS, choices=range(1, 366), metavar="1..365")
+    token.set_defaults(run=cmd_token)
     public_id = commands.add_parser("public-id", help="print new public ids")
     public_id.add_argument("-n", type=int, default=1, help="how many (default 1)")
     public_id.set_defaults(run=cmd_public_id)

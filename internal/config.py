@@ -44,6 +44,14 @@ class Settings:
     pool_max_size: int = 8
     pool_max_lifetime_s: float = 600.0
     reaper_interval_s: float = 30.0
+    # The API key pepper file and the local issuer's key live here (0700 dir, 0600 files).
+    secrets_dir: Path = REPO_ROOT / ".data" / "secrets"
+    # Overrides the pepper file; every replica must use the same value or keys stop matching.
+    api_key_pepper: bytes | None = None
+    local_issuer: bool = True
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
 
 
 N = TypeVar("N", int, float)
@@ -83,6 +91,26 @@ def _origins(raw: str) -> tuple[str, ...]:
     return origins
 
 
+def _pepper(env: Mapping[str, str]) -> bytes | None:
+    raw = env.get("ALTALUNE_API_KEY_PEPPER", "")
+    if not raw:
+        return None
+    if len(raw.encode()) < 32:
+        raise ConfigError("ALTALUNE_API_KEY_PEPPER must be at least 32 characters (use `openssl rand -hex 32`)")
+    return raw.encode()
+
+
+def _oidc(env: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
+    names = ("ALTALUNE_OIDC_ISSUER", "ALTALUNE_OIDC_AUDIENCE", "ALTALUNE_OIDC_JWKS_URL")
+    values = tuple(env.get(n, "") or None for n in names)
+    if any(values) and not all(values):
+        raise ConfigError(f"set all of {', '.join(names)} or none of them")
+    url = values[2]
+    if url is not None and not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise ConfigError("ALTALUNE_OIDC_JWKS_URL must be https:// (plain http only on loopback)")
+    return values[0], values[1], url
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every ALTALUNE_* variable; raise ConfigError naming the first bad one."""
     env = os.environ if env is None else env
@@ -93,6 +121,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     pool_max = _number(env, "ALTALUNE_DB_POOL_MAX", 8, low=1, high=100)
     if pool_max < pool_min:
         raise ConfigError("ALTALUNE_DB_POOL_MAX must be >= ALTALUNE_DB_POOL_MIN")
+    oidc = _oidc(env)
     return Settings(
         host=env.get("ALTALUNE_HOST", "") or "127.0.0.1",
         grpc_port=_number(env, "ALTALUNE_GRPC_PORT", 50051, low=0, high=65535),
@@ -109,4 +138,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         pool_max_size=pool_max,
         pool_max_lifetime_s=_number(env, "ALTALUNE_DB_POOL_MAX_LIFETIME_S", 600.0, low=10.0, high=86_400.0),
         reaper_interval_s=_number(env, "ALTALUNE_REAPER_INTERVAL_S", 30.0, low=0.1, high=3600.0),
+        secrets_dir=Path(env.get("ALTALUNE_SECRETS_DIR", "") or REPO_ROOT / ".data" / "secrets"),
+        api_key_pepper=_pepper(env),
+        local_issuer=_choice(env, "ALTALUNE_LOCAL_ISSUER", "on", ("on", "off")) == "on",
+        oidc_issuer=oidc[0],
+        oidc_audience=oidc[1],
+        oidc_jwks_url=oidc[2],
     )

@@ -9,18 +9,51 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from altalune.v1 import employee_pb2, project_pb2
+from altalune.v1 import api_key_pb2, employee_pb2, iam_pb2, permission_pb2, project_pb2, role_pb2, user_pb2
+from internal.auth.access import Authenticator, Authorizer
+from internal.auth.credentials import ApiKeyHasher, load_or_create_pepper
+from internal.auth.interceptors import Authenticate, Authorize
+from internal.auth.oidc import JwksCache, LocalIssuer, TokenVerifier, TrustedIssuer, UserMatch
+from internal.auth.policy import AccessRule, access_rules
+from internal.auth.store import AccessStore
 from internal.config import Settings
+from internal.domain.api_key.handler import ApiKeyHandler
+from internal.domain.api_key.repo import ApiKeyRepo
+from internal.domain.api_key.service import ApiKeyService
 from internal.domain.employee.handler import EmployeeHandler
 from internal.domain.employee.repo import EmployeeRepo
 from internal.domain.employee.service import EmployeeService
+from internal.domain.iam.handler import IamHandler
+from internal.domain.iam.repo import IamRepo
+from internal.domain.iam.service import IamService
+from internal.domain.permission.handler import PermissionHandler
+from internal.domain.permission.repo import PermissionRepo
+from internal.domain.permission.service import PermissionService
 from internal.domain.project.handler import ProjectHandler
 from internal.domain.project.repo import ProjectRepo
 from internal.domain.project.service import ProjectService
+from internal.domain.role.handler import RoleHandler
+from internal.domain.role.repo import RoleRepo
+from internal.domain.role.service import RoleService
+from internal.domain.user.handler import UserHandler
+from internal.domain.user.repo import UserRepo
+from internal.domain.user.service import UserService
 from internal.postgres.database import Database, create_pool
 from internal.server.endpoints import ServiceBinding, UnaryRoute, build_routes
 from internal.server.interceptors import default_chain
 from internal.validation import RequestValidator
+
+PEPPER_FILE = "api-key-pepper"
+LOCAL_ISSUER_KEY_FILE = "local-issuer.pem"
+
+
+def local_issuer(settings: Settings) -> LocalIssuer | None:
+    """The development issuer, created on first use; None when ALTALUNE_LOCAL_ISSUER=off."""
+    return LocalIssuer.load_or_create(settings.secrets_dir / LOCAL_ISSUER_KEY_FILE) if settings.local_issuer else None
+
+
+def api_key_hasher(settings: Settings) -> ApiKeyHasher:
+    return ApiKeyHasher(settings.api_key_pepper or load_or_create_pepper(settings.secrets_dir / PEPPER_FILE))
 
 
 @dataclass
@@ -30,6 +63,10 @@ class Container:
     db: Database
     projects: ProjectService
     employees: EmployeeService
+    hasher: ApiKeyHasher
+    issuer: LocalIssuer | None
+    jwks: JwksCache | None
+    rules: dict[str, AccessRule]
     routes: dict[str, UnaryRoute]
     service_names: list[str]
 
@@ -46,6 +83,7 @@ class Container:
             statement_timeout_ms=settings.max_deadline_ms,
         )
         db = Database(pool, statement_timeout_ms=settings.max_deadline_ms)
+        hasher = api_key_hasher(settings)
         projects = ProjectService(
             db,
             ProjectRepo(),
@@ -53,14 +91,38 @@ class Container:
             on_deleted=on_project_deleted,
         )
         employees = EmployeeService(db, EmployeeRepo(), projects)
+        api_keys = ApiKeyService(db, ApiKeyRepo(), projects, hasher)
+        iam = IamService(db, IamRepo())
+        users = UserService(db, UserRepo())
+        roles = RoleService(db, RoleRepo())
+        permissions = PermissionService(db, PermissionRepo())
         bindings = [
             ServiceBinding(project_pb2.DESCRIPTOR.services_by_name["ProjectService"], ProjectHandler(projects)),
             ServiceBinding(employee_pb2.DESCRIPTOR.services_by_name["EmployeeService"], EmployeeHandler(employees)),
+            ServiceBinding(api_key_pb2.DESCRIPTOR.services_by_name["ApiKeyService"], ApiKeyHandler(api_keys)),
+            ServiceBinding(user_pb2.DESCRIPTOR.services_by_name["UserService"], UserHandler(users)),
+            ServiceBinding(role_pb2.DESCRIPTOR.services_by_name["RoleService"], RoleHandler(roles)),
+            ServiceBinding(
+                permission_pb2.DESCRIPTOR.services_by_name["PermissionService"], PermissionHandler(permissions)
+            ),
+            ServiceBinding(iam_pb2.DESCRIPTOR.services_by_name["IamService"], IamHandler(iam)),
         ]
+        # Deny by default: an RPC without an (altalune.v1.access) option stops start-up here.
+        rules = access_rules([b.descriptor for b in bindings])
+
+        issuer = local_issuer(settings)
+        trusted: list[TrustedIssuer] = [issuer.trusted()] if issuer else []
+        jwks = None
+        if settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url:
+            jwks = JwksCache(settings.oidc_jwks_url)
+            trusted.append(TrustedIssuer(settings.oidc_issuer, settings.oidc_audience, jwks, UserMatch.EMAIL))
+        store = AccessStore()
         chain = default_chain(
             validator=RequestValidator(),
             max_deadline_ms=settings.max_deadline_ms,
             max_concurrent_calls=settings.max_concurrent_calls,
+            authenticate=Authenticate(Authenticator(db, store, TokenVerifier(trusted), hasher, projects)),
+            authorize=Authorize(Authorizer(db, store), rules),
         )
         return cls(
             settings=settings,
@@ -68,6 +130,10 @@ class Container:
             db=db,
             projects=projects,
             employees=employees,
+            hasher=hasher,
+            issuer=issuer,
+            jwks=jwks,
+            rules=rules,
             routes=build_routes(bindings, chain),
             service_names=[b.descriptor.full_name for b in bindings],
         )
@@ -77,4 +143,6 @@ class Container:
         await self.db.pool.open(wait=False)
 
     async def close(self) -> None:
+        if self.jwks is not None:
+            await self.jwks.close()
         await self.db.pool.close()

@@ -30,6 +30,7 @@ import pytest
 import pytest_asyncio
 from psycopg import sql
 
+from internal.auth.bootstrap import ensure_admin
 from internal.config import Settings, load_settings
 from internal.container import Container
 from internal.postgres.embedded import EmbeddedPostgres
@@ -202,6 +203,9 @@ def module_database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
 
 
 TEST_ORIGIN = "http://console.test"
+# One secrets dir per test run: the local issuer's key and nothing else (the pepper comes from env).
+_SECRETS_DIR = tempfile.mkdtemp(prefix="altalune-test-secrets-")
+TEST_PEPPER = "test-pepper-0123456789abcdef0123456789abcdef"
 
 
 def test_settings(**overrides: str) -> Settings:
@@ -212,6 +216,8 @@ def test_settings(**overrides: str) -> Settings:
         "ALTALUNE_CORS_ORIGINS": TEST_ORIGIN,
         "ALTALUNE_REAPER_INTERVAL_S": "0.5",
         "ALTALUNE_SHUTDOWN_GRACE_S": "2",
+        "ALTALUNE_SECRETS_DIR": _SECRETS_DIR,
+        "ALTALUNE_API_KEY_PEPPER": TEST_PEPPER,
         **overrides,
     }
     return load_settings(env)
@@ -238,6 +244,18 @@ async def server(module_database_url: str) -> AsyncIterator[AltaluneServer]:
         yield running
     finally:
         await running.stop()
+
+
+def admin_token_for(server: AltaluneServer) -> str:
+    """A local-issuer JWT for the bootstrap administrator of this server's database."""
+    admin = ensure_admin(server.container.database_url)
+    assert server.container.issuer is not None
+    return server.container.issuer.mint(user_public_id=admin.public_id, email=admin.email, ttl_s=3600)
+
+
+@pytest.fixture(scope="module")
+def admin_token(server: AltaluneServer) -> str:
+    return admin_token_for(server)
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
+from internal.auth.policy import rule_for
+
 UnaryFunction = Callable[[Message, RequestContext[Any, Any]], Awaitable[Message]]
 
 
@@ -61,11 +63,13 @@ def _idempotency(options: descriptor_pb2.MethodOptions) -> IdempotencyLevel:
 
 
 def build_routes(bindings: Sequence[ServiceBinding], interceptors: Sequence[UnaryInterceptor]) -> dict[str, UnaryRoute]:
-    """Resolve every RPC to its handler method wrapped in the chain; fail at start-up if one is missing."""
+    """Resolve every RPC to its handler method wrapped in the chain; fail at start-up if a handler
+    method or an access rule (altalune.v1.access) is missing."""
     routes: dict[str, UnaryRoute] = {}
     for binding in bindings:
         service = binding.descriptor
         for method in service.methods:
+            rule_for(method)  # raises PolicyError: deny by default
             if method.client_streaming or method.server_streaming:
                 raise NotImplementedError(f"{service.full_name}/{method.name}: streaming RPCs are not bridged yet")
             attribute = _snake(method.name)

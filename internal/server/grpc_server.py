@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from internal.auth.policy import check_served_services
 from internal.errors import InternalError, MalformedRequest, to_connect_error, to_grpc_status
 from internal.logs import get_logger
 from internal.server.endpoints import UnaryRoute
@@ -131,6 +132,8 @@ class GrpcServer:
         self._server.add_generic_rpc_handlers((RouteTable(routes),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         names = (*service_names, health.SERVICE_NAME, REFLECTION_V1ALPHA, REFLECTION_V1)
+        # Health and reflection are served outside the chain: they must be declared public.
+        check_served_services(names, {path.split("/")[1] for path in routes})
         servicer = reflection.aio.ReflectionServicer(names)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, self._server)
         self._server.add_generic_rpc_handlers((_ReflectionV1(servicer),))

@@ -150,6 +150,7 @@ class HttpGateway:
         cors_ok = self._cors.allows(origin)
         rpc_logged.set(False)
         state: dict[str, Any] = {"status": 0, "started": False}
+        is_rpc = str(scope.get("path", "")).startswith(self._prefix + "/")
 
         async def send_out(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -163,6 +164,10 @@ class HttpGateway:
                         (b"access-control-expose-headers", CORS_EXPOSE_HEADERS.encode()),
                         (b"vary", b"Origin"),
                     ]
+                # Every RPC answer depends on the caller's credential: no shared cache may keep it
+                # (Connect GET makes responses cacheable by default).
+                if is_rpc and not any(k.lower() == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"private, no-store"))
                 message = {**message, "headers": headers}
                 state["status"] = message["status"]
                 state["started"] = True

@@ -1,5 +1,6 @@
 """The one interceptor chain, outermost first: request scope + access log, error mapping,
-deadline, validation. It runs for every RPC on both ports (see endpoints.build_routes)."""
+concurrency limit, deadline, authentication, validation, authorization (internal/auth).
+It runs for every RPC on both ports (see endpoints.build_routes)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from google.rpc import error_details_pb2
 from internal import deadlines
 from internal.errors import AppError, DeadlineExceeded, InternalError, Overloaded, to_connect_error
 from internal.logs import get_logger
-from internal.server.endpoints import UnaryFunction
+from internal.server.endpoints import UnaryFunction, UnaryInterceptor
 from internal.validation import RequestValidator
 
 log = get_logger("altalune.rpc")
@@ -77,7 +78,7 @@ class RequestScope:
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 peer=ctx.client_address(),
             )
-            structlog.contextvars.unbind_contextvars("request_id", "rpc", "transport")
+            structlog.contextvars.unbind_contextvars("request_id", "rpc", "transport", "caller")
 
 
 def _reason(error: ConnectError) -> str | None:
@@ -157,14 +158,28 @@ class Validation:
         return await call_next(request, ctx)
 
 
-def default_chain(*, validator: RequestValidator, max_deadline_ms: int, max_concurrent_calls: int = 512) -> list[Any]:
-    """Outermost first. Every RPC on both ports passes through exactly this list."""
+def default_chain(
+    *,
+    validator: RequestValidator,
+    max_deadline_ms: int,
+    authenticate: UnaryInterceptor,
+    authorize: UnaryInterceptor,
+    max_concurrent_calls: int = 512,
+) -> list[UnaryInterceptor]:
+    """Outermost first. Every RPC on both ports passes through exactly this list.
+
+    Authentication comes before validation (an anonymous caller learns nothing but
+    UNAUTHENTICATED) and inside the deadline (its database lookups obey it); authorization comes
+    after validation because it reads the project id from the request.
+    """
     return [
         RequestScope(),
         ErrorMapping(),
         ConcurrencyLimit(max_concurrent_calls),
         Deadline(max_deadline_ms),
+        authenticate,
         Validation(validator),
+        authorize,
     ]
 
 

@@ -34,19 +34,41 @@ from connectrpc.client import ResponseMetadata
 from connectrpc.codec import proto_binary_codec, proto_json_codec
 from connectrpc.errors import ConnectError
 from connectrpc.protocol import ProtocolType
-from google.protobuf import any_pb2, json_format
+from google.protobuf import any_pb2, descriptor_pool, json_format
 from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from altalune.v1 import (
+    api_key_connect,
+    api_key_pb2_grpc,
     employee_connect,
     employee_pb2,
     employee_pb2_grpc,
+    iam_connect,
+    iam_pb2_grpc,
+    permission_connect,
+    permission_pb2_grpc,
     project_connect,
     project_pb2,
     project_pb2_grpc,
+    role_connect,
+    role_pb2_grpc,
+    user_connect,
+    user_pb2_grpc,
 )
+
+# Every service of the contract: (grpc stub module, connect module), by service name.
+SERVICE_MODULES: dict[str, tuple[Any, Any]] = {
+    "ProjectService": (project_pb2_grpc, project_connect),
+    "EmployeeService": (employee_pb2_grpc, employee_connect),
+    "UserService": (user_pb2_grpc, user_connect),
+    "RoleService": (role_pb2_grpc, role_connect),
+    "PermissionService": (permission_pb2_grpc, permission_connect),
+    "IamService": (iam_pb2_grpc, iam_connect),
+    "ApiKeyService": (api_key_pb2_grpc, api_key_connect),
+}
 
 Req = TypeVar("Req", bound=Message)
 Res = TypeVar("Res", bound=Message)
@@ -91,6 +113,16 @@ class Rpc(Generic[Req, Res]):
     @property
     def snake_name(self) -> str:
         return re.sub(r"(?<!^)(?=[A-Z])", "_", self.method).lower()
+
+    @staticmethod
+    def of(service: str, method: str) -> Rpc[Any, Any]:
+        """Any RPC of the contract by name, its response type read from the descriptors."""
+        found = descriptor_pool.Default().FindMethodByName(f"altalune.v1.{service}.{method}")
+        return Rpc(service, method, GetMessageClass(found.output_type))
+
+    def request(self, **fields: Any) -> Message:
+        found = descriptor_pool.Default().FindMethodByName(f"altalune.v1.{self.service}.{self.method}")
+        return GetMessageClass(found.input_type)(**fields)
 
 
 CREATE_PROJECT: Rpc[project_pb2.CreateProjectRequest, project_pb2.CreateProjectResponse] = Rpc(
@@ -221,6 +253,13 @@ def grpc_code_name(code: grpc.StatusCode) -> str:
 
 class Transport(ABC):
     name: str
+    # Sent with every call unless the call overrides them (e.g. the test's admin credential).
+    default_headers: dict[str, str] = {}
+
+    def merged(self, headers: Mapping[str, str] | None) -> dict[str, str]:
+        """Default headers plus the call's; a call header set to "" removes the default."""
+        merged = {**self.default_headers, **(headers or {})}
+        return {k: v for k, v in merged.items() if v != ""}
 
     @abstractmethod
     async def call(
@@ -243,8 +282,7 @@ class GrpcTransport(Transport):
         self.name = "grpc"
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         self._stubs: dict[str, Any] = {
-            "ProjectService": project_pb2_grpc.ProjectServiceStub(self.channel),
-            "EmployeeService": employee_pb2_grpc.EmployeeServiceStub(self.channel),
+            name: getattr(stubs, f"{name}Stub")(self.channel) for name, (stubs, _) in SERVICE_MODULES.items()
         }
 
     async def call(
@@ -256,7 +294,7 @@ class GrpcTransport(Transport):
         timeout_s: float | None = None,
     ) -> Outcome[Res]:
         method = getattr(self._stubs[rpc.service], rpc.method)
-        call = method(request, metadata=tuple((headers or {}).items()), timeout=timeout_s)
+        call = method(request, metadata=tuple(self.merged(headers).items()), timeout=timeout_s)
         try:
             response = await call
         except grpc.aio.AioRpcError as exc:
@@ -283,8 +321,8 @@ class ConnectTransport(Transport):
         base_url = f"http://127.0.0.1:{port}/api"
         codec = proto_json_codec() if json_codec else proto_binary_codec()
         self._clients: dict[str, Any] = {
-            "ProjectService": project_connect.ProjectServiceClient(base_url, codec=codec, protocol=protocol),
-            "EmployeeService": employee_connect.EmployeeServiceClient(base_url, codec=codec, protocol=protocol),
+            name: getattr(connect, f"{name}Client")(base_url, codec=codec, protocol=protocol)
+            for name, (_, connect) in SERVICE_MODULES.items()
         }
 
     async def call(
@@ -299,7 +337,7 @@ class ConnectTransport(Transport):
         timeout_ms = int(timeout_s * 1000) if timeout_s is not None else None
         with ResponseMetadata() as meta:
             try:
-                response = await method(request, headers=dict(headers or {}), timeout_ms=timeout_ms)
+                response = await method(request, headers=self.merged(headers), timeout_ms=timeout_ms)
             except ConnectError as exc:
                 got = {k.lower(): v for k, v in meta.headers().items()}
                 failure = failure_from_details(exc.code.name.lower(), exc.message, exc.details)
@@ -327,7 +365,7 @@ class HttpJsonTransport(Transport):
         headers: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
     ) -> Outcome[Res]:
-        sent = {"content-type": "application/json", "connect-protocol-version": "1", **(headers or {})}
+        sent = {"content-type": "application/json", "connect-protocol-version": "1", **self.merged(headers)}
         if timeout_s is not None:
             sent["connect-timeout-ms"] = str(int(timeout_s * 1000))
         reply = await self.http.post("/api" + rpc.path, content=json_format.MessageToJson(request), headers=sent)
@@ -345,18 +383,27 @@ class HttpJsonTransport(Transport):
         await self.http.aclose()
 
 
-def open_transport(name: str, *, grpc_port: int, http_port: int) -> Transport:
+def open_transport(name: str, *, grpc_port: int, http_port: int, token: str | None = None) -> Transport:
+    """A transport that sends `authorization: Bearer <token>` on every call when a token is given."""
+    transport: Transport
     if name == "grpc":
-        return GrpcTransport(grpc_port)
-    if name == "connect-json":
-        return ConnectTransport(http_port, json_codec=True)
-    if name == "connect-proto":
-        return ConnectTransport(http_port, json_codec=False)
-    if name == "grpc-web":
-        return ConnectTransport(http_port, json_codec=False, protocol=ProtocolType.GRPC_WEB)
-    if name == "http-json":
-        return HttpJsonTransport(http_port)
-    raise ValueError(name)
+        transport = GrpcTransport(grpc_port)
+    elif name == "connect-json":
+        transport = ConnectTransport(http_port, json_codec=True)
+    elif name == "connect-proto":
+        transport = ConnectTransport(http_port, json_codec=False)
+    elif name == "grpc-web":
+        transport = ConnectTransport(http_port, json_codec=False, protocol=ProtocolType.GRPC_WEB)
+    elif name == "http-json":
+        transport = HttpJsonTransport(http_port)
+    else:
+        raise ValueError(name)
+    transport.default_headers = {"authorization": f"Bearer {token}"} if token else {}
+    return transport
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
 
 
 # --- PostgreSQL side-channel: what the service's database sees --------------------------------

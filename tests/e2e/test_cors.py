@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from internal.server.app import AltaluneServer
 from tests.conftest import TEST_ORIGIN
-from tests.e2e.clients import GET_PROJECT, QUERY_PROJECTS, failure_from_connect_body
+from tests.e2e.clients import GET_PROJECT, QUERY_PROJECTS, bearer, failure_from_connect_body
 
 pytestmark = pytest.mark.e2e
 
@@ -81,12 +81,17 @@ async def test_a_preflight_from_another_origin_gets_no_cors_permission(http: htt
     ],
 )
 async def test_a_browser_call_from_the_allowed_origin_can_read_the_answer_and_its_error_headers(
-    http: httpx.AsyncClient, case: str, path: str, body: dict[str, str], status: int
+    http: httpx.AsyncClient, admin_token: str, case: str, path: str, body: dict[str, str], status: int
 ) -> None:
     reply = await http.post(
         "/api" + path,
         content=json.dumps(body),
-        headers={"origin": TEST_ORIGIN, "content-type": "application/json", "connect-protocol-version": "1"},
+        headers={
+            "origin": TEST_ORIGIN,
+            "content-type": "application/json",
+            "connect-protocol-version": "1",
+            **bearer(admin_token),
+        },
     )
 
     assert reply.status_code == status, (case, reply.content)
@@ -100,11 +105,11 @@ async def test_a_browser_call_from_the_allowed_origin_can_read_the_answer_and_it
         assert failure_from_connect_body(reply.content).code
 
 
-async def test_a_call_from_another_origin_carries_no_cors_headers(http: httpx.AsyncClient) -> None:
+async def test_a_call_from_another_origin_carries_no_cors_headers(http: httpx.AsyncClient, admin_token: str) -> None:
     reply = await http.post(
         "/api" + QUERY_PROJECTS.path,
         content=b"{}",
-        headers={"origin": OTHER_ORIGIN, "content-type": "application/json"},
+        headers={"origin": OTHER_ORIGIN, "content-type": "application/json", **bearer(admin_token)},
     )
 
     assert reply.status_code == 200  # the server answers; the browser then blocks the page from reading it
@@ -112,13 +117,34 @@ async def test_a_call_from_another_origin_carries_no_cors_headers(http: httpx.As
     assert "access-control-expose-headers" not in reply.headers
 
 
-async def test_a_connect_get_from_the_allowed_origin_is_readable_without_a_preflight(http: httpx.AsyncClient) -> None:
+async def test_a_connect_get_from_the_allowed_origin_is_readable_without_a_preflight(
+    http: httpx.AsyncClient, admin_token: str
+) -> None:
+    # A Connect GET with an authorization header is no longer a CORS "simple request": a browser
+    # would preflight it. The point here is that the GET answer itself carries the CORS headers.
     reply = await http.get(
         "/api" + GET_PROJECT.path,
         params={"connect": "v1", "encoding": "json", "message": '{"id":"zzzzzzzzzzzzzz"}'},
-        headers={"origin": TEST_ORIGIN},
+        headers={"origin": TEST_ORIGIN, **bearer(admin_token)},
     )
 
     assert reply.status_code == 404
     assert reply.headers["access-control-allow-origin"] == TEST_ORIGIN
     assert failure_from_connect_body(reply.content).reason == "PROJECT_NOT_FOUND"
+
+
+async def test_a_browser_call_without_credentials_can_read_why_it_was_refused(http: httpx.AsyncClient) -> None:
+    """The console must be able to read a 401 (and its reason) to send the user to sign in."""
+    reply = await http.post(
+        "/api" + QUERY_PROJECTS.path,
+        content=b"{}",
+        headers={"origin": TEST_ORIGIN, "content-type": "application/json", "connect-protocol-version": "1"},
+    )
+
+    assert reply.status_code == 401, reply.content
+    assert reply.headers.get_list("access-control-allow-origin") == [TEST_ORIGIN]
+    exposed = header_list(reply.headers.get("access-control-expose-headers"))
+    missing = [h for h in MUST_BE_EXPOSED if h not in exposed]
+    assert not missing, f"not exposed on a 401: {missing}"
+    failure = failure_from_connect_body(reply.content)
+    assert (failure.code, failure.reason) == ("unauthenticated", "CREDENTIALS_MISSING")

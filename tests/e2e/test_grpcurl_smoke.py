@@ -1,5 +1,8 @@
 """What an operator sees with grpcurl (server reflection only, no protoset), plus both reflection
-service names answered for other tools (user-needs §7)."""
+service names answered for other tools (user-needs §7).
+
+Reflection and health are public: `list`, `describe` and Health/Check need no credential. Every
+RPC of the contract does: it is called with `-H 'authorization: Bearer <token>'`."""
 
 from __future__ import annotations
 
@@ -40,10 +43,19 @@ class Run:
 
 
 async def grpcurl(
-    server: AltaluneServer, *after_address: str, flags: tuple[str, ...] = (), data: str | None = None
+    server: AltaluneServer,
+    *after_address: str,
+    flags: tuple[str, ...] = (),
+    data: str | None = None,
+    token: str | None = None,
 ) -> Run:
-    """Run grpcurl without blocking the event loop the server lives on; flags go before the address."""
+    """Run grpcurl without blocking the event loop the server lives on; flags go before the address.
+
+    With a token, grpcurl sends `authorization: Bearer <token>` as a request header.
+    """
     argv = [str(GRPCURL), "-plaintext", "-max-time", "10", *flags]
+    if token is not None:
+        argv += ["-H", f"authorization: Bearer {token}"]
     if data is not None:
         argv += ["-d", data]
     argv += [f"127.0.0.1:{server.grpc_port}", *after_address]
@@ -97,12 +109,13 @@ async def test_grpcurl_health_check_reports_serving(server: AltaluneServer) -> N
     assert json.loads(named.out) == {"status": "SERVING"}
 
 
-async def test_grpcurl_can_create_and_read_back_a_project(server: AltaluneServer) -> None:
+async def test_grpcurl_can_create_and_read_back_a_project(server: AltaluneServer, admin_token: str) -> None:
     name = f"Smoke {next(_serial)}"
     created = await grpcurl(
         server,
         "altalune.v1.ProjectService/CreateProject",
         data=json.dumps({"name": name, "timezone": "Asia/Tokyo", "environment": "ENVIRONMENT_SANDBOX"}),
+        token=admin_token,
     )
     assert created.code == 0, created
     project = json.loads(created.out)["project"]
@@ -114,6 +127,7 @@ async def test_grpcurl_can_create_and_read_back_a_project(server: AltaluneServer
         "altalune.v1.ProjectService/GetProject",
         flags=("-v", "-H", "x-request-id: smoke-read-1"),
         data=json.dumps({"id": project["id"]}),
+        token=admin_token,
     )
     assert fetched.code == 0, fetched
     body = fetched.out[fetched.out.index("Response contents:") :]
@@ -122,11 +136,14 @@ async def test_grpcurl_can_create_and_read_back_a_project(server: AltaluneServer
     assert re.search(r"(?im)^x-request-id: smoke-read-1$", fetched.out), fetched.out
 
 
-async def test_an_invalid_request_exits_67_and_prints_the_decoded_field_violations(server: AltaluneServer) -> None:
+async def test_an_invalid_request_exits_67_and_prints_the_decoded_field_violations(
+    server: AltaluneServer, admin_token: str
+) -> None:
     run = await grpcurl(
         server,
         "altalune.v1.ProjectService/CreateProject",
         data=json.dumps({"name": "", "timezone": "UTC", "environment": "ENVIRONMENT_LIVE"}),
+        token=admin_token,
     )
     assert run.code == 67, run  # 64 + INVALID_ARGUMENT(3): scripts can branch on it
     printed = run.out + run.err
@@ -138,9 +155,61 @@ async def test_an_invalid_request_exits_67_and_prints_the_decoded_field_violatio
     assert '"INVALID_ARGUMENT"' in printed
     assert "is not recognized" not in printed  # detail types resolve through reflection
 
-    missing = await grpcurl(server, "altalune.v1.ProjectService/GetProject", data='{"id":"zzzzzzzzzzzzzz"}')
+    missing = await grpcurl(
+        server, "altalune.v1.ProjectService/GetProject", data='{"id":"zzzzzzzzzzzzzz"}', token=admin_token
+    )
     assert missing.code == 64 + 5, missing  # NOT_FOUND
     assert "PROJECT_NOT_FOUND" in missing.out + missing.err
+
+
+# --- what needs a credential and what does not ----------------------------------------------------
+
+
+async def test_grpcurl_list_and_describe_need_no_credentials(server: AltaluneServer) -> None:
+    """Reflection is public: an operator can explore the API before holding any token."""
+    listed = await grpcurl(server, "list")
+    assert listed.code == 0, listed
+    assert set(SERVICES) <= set(listed.out.split()), listed.out
+
+    methods = await grpcurl(server, "list", "altalune.v1.ProjectService")
+    assert methods.code == 0, methods
+    assert "altalune.v1.ProjectService.CreateProject" in methods.out.split()
+
+    service = await grpcurl(server, "describe", "altalune.v1.ProjectService")
+    assert service.code == 0, service
+    assert "altalune.v1.ProjectService is a service" in service.out
+    assert "rpc CreateProject" in service.out
+
+    message = await grpcurl(server, "describe", "altalune.v1.CreateProjectRequest")
+    assert message.code == 0, message
+    assert "altalune.v1.CreateProjectRequest is a message" in message.out
+    for run in (listed, methods, service, message):
+        assert "Unauthenticated" not in run.out + run.err, run
+
+
+async def test_grpcurl_health_check_needs_no_credentials(server: AltaluneServer) -> None:
+    """Orchestrators probe health without credentials, for the server and for each service."""
+    for service in ("", "altalune.v1.ProjectService", "altalune.v1.EmployeeService"):
+        run = await grpcurl(server, "grpc.health.v1.Health/Check", data=json.dumps({"service": service}))
+        assert run.code == 0, (service, run)
+        assert json.loads(run.out) == {"status": "SERVING"}, service
+
+
+async def test_an_rpc_without_credentials_exits_80_unauthenticated_with_reason_credentials_missing(
+    server: AltaluneServer,
+) -> None:
+    for method, data in (
+        ("altalune.v1.ProjectService/QueryProjects", "{}"),
+        # Even an invalid request: an anonymous caller learns nothing but UNAUTHENTICATED.
+        ("altalune.v1.ProjectService/CreateProject", json.dumps({"name": ""})),
+    ):
+        run = await grpcurl(server, method, data=data)
+        assert run.code == 64 + 16, (method, run)  # UNAUTHENTICATED(16): scripts can branch on it
+        printed = run.out + run.err
+        assert "Code: Unauthenticated" in printed, printed
+        assert "type.googleapis.com/google.rpc.ErrorInfo" in printed, printed
+        assert re.search(r'"reason":\s*"CREDENTIALS_MISSING"', printed), printed
+        assert "BadRequest" not in printed, printed
 
 
 # --- reflection under both names, with a plain grpcio channel -------------------------------------

@@ -20,12 +20,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from altalune.v1 import project_pb2
 from internal.server.app import AltaluneServer
 from tests import conftest
+from tests.conftest import admin_token_for
 from tests.e2e.clients import (
     CREATE_PROJECT,
     GET_PROJECT,
     UPDATE_PROJECT,
-    GrpcTransport,
+    Transport,
+    bearer,
     free_port,
+    open_transport,
     project_row_locked,
     wait_for_blocked_project_updates,
 )
@@ -44,6 +47,10 @@ async def own_server(database_url: str) -> AsyncIterator[AltaluneServer]:
         yield running
     finally:
         await running.stop()  # a no-op if the test already stopped it
+
+
+def grpc_client(server: AltaluneServer, token: str) -> Transport:
+    return open_transport("grpc", grpc_port=server.grpc_port, http_port=server.http_port, token=token)
 
 
 async def health_status(port: int, service: str = "") -> int:
@@ -127,7 +134,8 @@ async def _http_says_not_ready(port: int) -> bool:
 async def test_stopping_refuses_new_work_at_once_but_lets_in_flight_calls_finish(
     own_server: AltaluneServer, database_url: str
 ) -> None:
-    client = GrpcTransport(own_server.grpc_port)
+    token = admin_token_for(own_server)
+    client = grpc_client(own_server, token)
     http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{own_server.http_port}", timeout=10.0)
     try:
         env = project_pb2.ENVIRONMENT_LIVE
@@ -163,7 +171,7 @@ async def test_stopping_refuses_new_work_at_once_but_lets_in_flight_calls_finish
                 http.post(
                     "/api" + UPDATE_PROJECT.path,
                     json={"id": via_http.id, "name": "Finished h", "updateMask": "name"},
-                    headers={"connect-protocol-version": "1"},
+                    headers={"connect-protocol-version": "1", **bearer(token)},
                 )
             )
             await wait_for_blocked_project_updates(database_url, 2)
@@ -202,7 +210,8 @@ async def test_the_work_of_a_finished_in_flight_call_is_durable(database_url: st
     """After a graceful stop, a new server sees what the in-flight call committed."""
     first = AltaluneServer(conftest.test_settings(), database_url)
     await first.start()
-    client = GrpcTransport(first.grpc_port)
+    token = admin_token_for(first)
+    client = grpc_client(first, token)
     try:
         project = (
             (
@@ -237,7 +246,7 @@ async def test_the_work_of_a_finished_in_flight_call_is_durable(database_url: st
 
     second = AltaluneServer(conftest.test_settings(), database_url)
     await second.start()
-    reader = GrpcTransport(second.grpc_port)
+    reader = grpc_client(second, token)  # the same token: the local issuer's key outlives a restart
     try:
         got = (await reader.call(GET_PROJECT, project_pb2.GetProjectRequest(id=project.id))).ok().project
         assert got.description == "written during shutdown"

@@ -13,12 +13,12 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from altalune.v1 import project_pb2
 from internal.server.app import AltaluneServer
 from tests import conftest
+from tests.conftest import admin_token_for
 from tests.e2e.clients import (
     CREATE_PROJECT,
     GET_PROJECT,
     TRANSPORTS,
     UPDATE_PROJECT,
-    GrpcTransport,
     open_transport,
     project_row_locked,
     wait_for_blocked_project_updates,
@@ -40,7 +40,9 @@ async def single_call_server(database_url: str) -> AsyncIterator[AltaluneServer]
 async def test_a_call_beyond_the_concurrency_limit_is_refused_with_retry_info_on_every_transport(
     single_call_server: AltaluneServer, database_url: str
 ) -> None:
-    grpc_client = GrpcTransport(single_call_server.grpc_port)
+    server = single_call_server
+    token = admin_token_for(server)
+    grpc_client = open_transport("grpc", grpc_port=server.grpc_port, http_port=server.http_port, token=token)
     try:
         project = (
             (
@@ -65,11 +67,9 @@ async def test_a_call_beyond_the_concurrency_limit_is_refused_with_retry_info_on
                 )
             )
             await wait_for_blocked_project_updates(database_url, 1)
-            # ...so every other call, on any port, is shed immediately.
+            # ...so every other (properly authenticated) call, on any port, is shed immediately.
             for name in TRANSPORTS:
-                transport = open_transport(
-                    name, grpc_port=single_call_server.grpc_port, http_port=single_call_server.http_port
-                )
+                transport = open_transport(name, grpc_port=server.grpc_port, http_port=server.http_port, token=token)
                 try:
                     outcome = await asyncio.wait_for(
                         transport.call(GET_PROJECT, project_pb2.GetProjectRequest(id=project.id)), 2

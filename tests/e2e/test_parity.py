@@ -46,8 +46,11 @@ def unique(prefix: str) -> str:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def transports(server: AltaluneServer) -> AsyncIterator[dict[str, Transport]]:
-    opened = {name: open_transport(name, grpc_port=server.grpc_port, http_port=server.http_port) for name in TRANSPORTS}
+async def transports(server: AltaluneServer, admin_token: str) -> AsyncIterator[dict[str, Transport]]:
+    opened = {
+        name: open_transport(name, grpc_port=server.grpc_port, http_port=server.http_port, token=admin_token)
+        for name in TRANSPORTS
+    }
     try:
         yield opened
     finally:

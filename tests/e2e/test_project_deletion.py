@@ -17,7 +17,8 @@ from tests.e2e.clients import (
     DELETE_PROJECT,
     GET_EMPLOYEE,
     GET_PROJECT,
-    GrpcTransport,
+    Transport,
+    open_transport,
 )
 
 pytestmark = pytest.mark.e2e
@@ -42,15 +43,15 @@ async def leftovers(database_url: str, project_id: int) -> list[str]:
         return [name for (name,) in await cur.fetchall()]
 
 
-async def make_project(client: GrpcTransport, name: str) -> project_pb2.Project:
+async def make_project(client: Transport, name: str) -> project_pb2.Project:
     request = project_pb2.CreateProjectRequest(name=name, timezone="UTC", environment=project_pb2.ENVIRONMENT_LIVE)
     return (await client.call(CREATE_PROJECT, request)).ok().project
 
 
 async def test_a_deleted_project_loses_its_partition_within_seconds_while_other_tenants_keep_working(
-    server: AltaluneServer, module_database_url: str
+    server: AltaluneServer, module_database_url: str, admin_token: str
 ) -> None:
-    client = GrpcTransport(server.grpc_port)
+    client = open_transport("grpc", grpc_port=server.grpc_port, http_port=server.http_port, token=admin_token)
     try:
         doomed = await make_project(client, "Doomed")
         other = await make_project(client, "Survivor")

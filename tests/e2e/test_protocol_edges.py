@@ -1,6 +1,9 @@
 """Protocol edges the Connect library leaves to us (user-needs §1.A), on the HTTP port, and their
 gRPC equivalents where one exists: malformed and unknown input, size limits (plain and gzip),
-routing and content-type errors, deadlines that really cancel the database statement, Connect GET."""
+routing and content-type errors, deadlines that really cancel the database statement, Connect GET.
+
+Every call carries the administrator's bearer token, so what is tested is the edge itself and not
+the authentication in front of it."""
 
 from __future__ import annotations
 
@@ -26,17 +29,20 @@ from grpc_status import rpc_status
 from altalune.v1 import common_pb2, project_connect, project_pb2
 from internal.server.app import AltaluneServer
 from tests import conftest
+from tests.conftest import admin_token_for
 from tests.e2e.clients import (
     CREATE_PROJECT,
     GET_PROJECT,
     QUERY_PROJECTS,
     UPDATE_PROJECT,
-    GrpcTransport,
     RpcFailure,
+    Transport,
     active_project_updates,
+    bearer,
     failure_from_connect_body,
     failure_from_details,
     grpc_code_name,
+    open_transport,
     project_row_locked,
 )
 
@@ -58,9 +64,14 @@ class Answer:
 
 
 class RawPorts:
-    """Bytes in, bytes out: no generated client, so malformed and oversized input reaches the server."""
+    """Bytes in, bytes out: no generated client, so malformed and oversized input reaches the server.
 
-    def __init__(self, server: AltaluneServer) -> None:
+    `auth` (the bearer header) goes with every call made through these methods; a test using
+    `http` or `channel` directly adds it itself.
+    """
+
+    def __init__(self, server: AltaluneServer, token: str) -> None:
+        self.auth = bearer(token)
         self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}", timeout=10.0)
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}")
 
@@ -72,12 +83,12 @@ class RawPorts:
         content_type: str = "application/json",
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
-        sent = {"content-type": content_type, "connect-protocol-version": "1", **(headers or {})}
+        sent = {"content-type": content_type, "connect-protocol-version": "1", **self.auth, **(headers or {})}
         reply = await self.http.post("/api" + path, content=body, headers=sent)
         return self._answer(reply)
 
     async def connect_get(self, path: str, params: Mapping[str, str]) -> Answer:
-        reply = await self.http.get("/api" + path, params=dict(params))
+        reply = await self.http.get("/api" + path, params=dict(params), headers=self.auth)
         return self._answer(reply)
 
     @staticmethod
@@ -97,7 +108,9 @@ class RawPorts:
         timeout_s: float | None = None,
         compression: grpc.Compression | None = None,
     ) -> Answer:
-        call = self.channel.unary_unary(path)(body, timeout=timeout_s, compression=compression)
+        call = self.channel.unary_unary(path)(
+            body, metadata=tuple(self.auth.items()), timeout=timeout_s, compression=compression
+        )
         try:
             response = await call
         except grpc.aio.AioRpcError as exc:
@@ -115,9 +128,13 @@ class RawPorts:
         await self.channel.close()
 
 
+def grpc_transport(server: AltaluneServer, token: str) -> Transport:
+    return open_transport("grpc", grpc_port=server.grpc_port, http_port=server.http_port, token=token)
+
+
 @pytest_asyncio.fixture(scope="module")
-async def raw(server: AltaluneServer) -> AsyncIterator[RawPorts]:
-    ports = RawPorts(server)
+async def raw(server: AltaluneServer, admin_token: str) -> AsyncIterator[RawPorts]:
+    ports = RawPorts(server, admin_token)
     try:
         yield ports
     finally:
@@ -125,15 +142,15 @@ async def raw(server: AltaluneServer) -> AsyncIterator[RawPorts]:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def grpc_client(server: AltaluneServer) -> AsyncIterator[GrpcTransport]:
-    client = GrpcTransport(server.grpc_port)
+async def grpc_client(server: AltaluneServer, admin_token: str) -> AsyncIterator[Transport]:
+    client = grpc_transport(server, admin_token)
     try:
         yield client
     finally:
         await client.close()
 
 
-async def make_project(client: GrpcTransport, name: str | None = None) -> project_pb2.Project:
+async def make_project(client: Transport, name: str | None = None) -> project_pb2.Project:
     request = project_pb2.CreateProjectRequest(
         name=name or f"Edge {next(_serial)}", timezone="UTC", environment=project_pb2.ENVIRONMENT_LIVE
     )
@@ -174,7 +191,7 @@ async def test_a_body_that_does_not_parse_is_invalid_argument_not_an_internal_er
 
 @pytest.mark.parametrize("port", PORTS)
 async def test_fields_the_server_does_not_know_yet_are_ignored(
-    port: str, raw: RawPorts, grpc_client: GrpcTransport
+    port: str, raw: RawPorts, grpc_client: Transport
 ) -> None:
     project = await make_project(grpc_client)
     if port == "connect":
@@ -248,7 +265,7 @@ async def test_a_5_mib_body_without_a_declared_length_is_refused_while_streaming
         yield b'"}'
 
     reply = await raw.http.post(
-        "/api" + CREATE_PROJECT.path, content=body(), headers={"content-type": "application/json"}
+        "/api" + CREATE_PROJECT.path, content=body(), headers={"content-type": "application/json", **raw.auth}
     )
     assert reply.status_code == 429
     failure = failure_from_connect_body(reply.content)
@@ -272,7 +289,7 @@ async def test_a_small_gzip_body_that_inflates_past_4_mib_is_refused(port: str, 
 
 
 @pytest.mark.parametrize("port", PORTS)
-async def test_a_gzip_body_under_the_limit_is_accepted(port: str, raw: RawPorts, grpc_client: GrpcTransport) -> None:
+async def test_a_gzip_body_under_the_limit_is_accepted(port: str, raw: RawPorts, grpc_client: Transport) -> None:
     project = await make_project(grpc_client)
     request = project_pb2.GetProjectRequest(id=project.id)
     if port == "connect":
@@ -315,14 +332,16 @@ async def test_an_unknown_procedure_is_unimplemented(port: str, raw: RawPorts) -
 
 
 async def test_a_path_outside_the_api_prefix_gets_a_connect_json_404(raw: RawPorts) -> None:
-    reply = await raw.http.post("/altalune.v1.ProjectService/GetProject", content=b"{}")
+    reply = await raw.http.post("/altalune.v1.ProjectService/GetProject", content=b"{}", headers=raw.auth)
     assert reply.status_code == 404
     assert reply.headers["content-type"].startswith("application/json")
     assert failure_from_connect_body(reply.content).code == "not_found"
 
 
 async def test_an_unsupported_content_type_gets_a_connect_json_error_body(raw: RawPorts) -> None:
-    reply = await raw.http.post("/api" + get_project_path(), content=b"id=abc", headers={"content-type": "text/plain"})
+    reply = await raw.http.post(
+        "/api" + get_project_path(), content=b"id=abc", headers={"content-type": "text/plain", **raw.auth}
+    )
     assert reply.status_code == 415
     assert reply.headers["content-type"].startswith("application/json")
     failure = failure_from_connect_body(reply.content)
@@ -334,9 +353,7 @@ async def test_an_unsupported_content_type_gets_a_connect_json_error_body(raw: R
 # --- Connect GET ----------------------------------------------------------------------------------
 
 
-async def test_a_side_effect_free_method_can_be_called_with_connect_get(
-    raw: RawPorts, grpc_client: GrpcTransport
-) -> None:
+async def test_a_side_effect_free_method_can_be_called_with_connect_get(raw: RawPorts, grpc_client: Transport) -> None:
     project = await make_project(grpc_client)
     message = json.dumps({"id": project.id}, separators=(",", ":"))
     answer = await raw.connect_get(get_project_path(), {"connect": "v1", "encoding": "json", "message": message})
@@ -347,7 +364,7 @@ async def test_a_side_effect_free_method_can_be_called_with_connect_get(
 
     # The same through an explicitly percent-encoded URL, as a browser builds it.
     url = f"/api{get_project_path()}?connect=v1&encoding=json&message={urllib.parse.quote(message, safe='')}"
-    reply = await raw.http.get(url)
+    reply = await raw.http.get(url, headers=raw.auth)
     assert reply.status_code == 200
     assert json.loads(reply.content)["project"]["id"] == project.id
 
@@ -361,13 +378,15 @@ async def test_a_side_effect_free_method_can_be_called_with_connect_get(
     # The generated client's GET mode (binary, base64 and gzip-compressed message) works too.
     client = project_connect.ProjectServiceClient(f"http://127.0.0.1:{raw.http.base_url.port}/api")
     try:
-        via_client = await client.get_project(project_pb2.GetProjectRequest(id=project.id), use_get=True)
+        via_client = await client.get_project(
+            project_pb2.GetProjectRequest(id=project.id), headers=raw.auth, use_get=True
+        )
     finally:
         await client.close()
     assert via_client.project == project
 
 
-async def test_connect_get_cannot_call_a_method_with_side_effects(raw: RawPorts, grpc_client: GrpcTransport) -> None:
+async def test_connect_get_cannot_call_a_method_with_side_effects(raw: RawPorts, grpc_client: Transport) -> None:
     name = f"Via GET {next(_serial)}"
     message = json.dumps({"name": name, "timezone": "UTC", "environment": "ENVIRONMENT_LIVE"})
     answer = await raw.connect_get(CREATE_PROJECT.path, {"connect": "v1", "encoding": "json", "message": message})
@@ -396,7 +415,7 @@ async def _no_lingering_update(database_url: str, *, within_s: float = 0.5) -> N
 
 @pytest.mark.parametrize("port", PORTS)
 async def test_a_call_stuck_on_a_row_lock_ends_with_deadline_exceeded_and_its_statement_is_cancelled(
-    port: str, raw: RawPorts, grpc_client: GrpcTransport, module_database_url: str
+    port: str, raw: RawPorts, grpc_client: Transport, module_database_url: str
 ) -> None:
     project = await make_project(grpc_client)
     request = project_pb2.UpdateProjectRequest(
@@ -448,8 +467,9 @@ async def private_server(database_url: str, request: pytest.FixtureRequest) -> A
 async def test_a_call_without_a_deadline_is_still_bounded_by_the_server_maximum(
     private_server: AltaluneServer, database_url: str
 ) -> None:
-    client = GrpcTransport(private_server.grpc_port)
-    ports = RawPorts(private_server)
+    token = admin_token_for(private_server)
+    client = grpc_transport(private_server, token)
+    ports = RawPorts(private_server, token)
     try:
         project = await make_project(client)
         request = project_pb2.UpdateProjectRequest(id=project.id, name="Never", update_mask=FieldMask(paths=["name"]))
@@ -478,8 +498,9 @@ async def test_a_call_without_a_deadline_is_still_bounded_by_the_server_maximum(
 async def test_an_unexpected_failure_is_a_generic_internal_error_and_the_log_has_the_cause(
     private_server: AltaluneServer, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    client = GrpcTransport(private_server.grpc_port)
-    ports = RawPorts(private_server)
+    token = admin_token_for(private_server)
+    client = grpc_transport(private_server, token)
+    ports = RawPorts(private_server, token)
     try:
         project = await make_project(client)
         # A schema the code does not expect: the service's SELECT now fails inside PostgreSQL.
@@ -496,7 +517,7 @@ async def test_an_unexpected_failure_is_a_generic_internal_error_and_the_log_has
                 assert answer.http_status == 500
             else:
                 call = ports.channel.unary_unary(GET_PROJECT.path)(
-                    body.SerializeToString(), metadata=(("x-request-id", rid),), timeout=5
+                    body.SerializeToString(), metadata=(("x-request-id", rid), *ports.auth.items()), timeout=5
                 )
                 with pytest.raises(grpc.aio.AioRpcError) as raised:
                     await call
@@ -523,6 +544,7 @@ async def test_an_unexpected_failure_is_a_generic_internal_error_and_the_log_has
             line = next((ln for ln in printed.splitlines() if f"internal-{port}" in ln and "unhandled" in ln), None)
             assert line is not None, f"no log line with request id internal-{port}:\n{printed}"
         assert "UndefinedColumn" in printed  # the cause (with its stack) is in the log only
+        assert token not in printed  # the credential is never logged, not even with a failure's context
     finally:
         await client.close()
         await ports.close()

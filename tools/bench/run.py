@@ -21,12 +21,24 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import protovalidate
 from connectrpc.codec import proto_json_codec
 
-from altalune.v1 import employee_connect, employee_pb2, employee_pb2_grpc, project_pb2, project_pb2_grpc
+from altalune.v1 import (
+    api_key_pb2,
+    api_key_pb2_grpc,
+    employee_connect,
+    employee_pb2,
+    employee_pb2_grpc,
+    project_pb2,
+    project_pb2_grpc,
+)
+from internal.auth.bootstrap import ensure_admin
+from internal.auth.oidc import LocalIssuer
+from internal.container import LOCAL_ISSUER_KEY_FILE
 from internal.postgres.embedded import EmbeddedPostgres
 from internal.postgres.migrations import DEFAULT_MIGRATIONS_DIR, migrate_up
 from internal.postgres.partitions import reconcile_partitions
@@ -45,6 +57,17 @@ def _free_port() -> int:
 def _letters(n: int) -> str:
     """Employee names allow letters only; spell a number with them."""
     return "".join(chr(ord("a") + int(d)) for d in str(n)).capitalize()
+
+
+class _Bearer(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Adds `authorization: Bearer <token>` to every call of a channel."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        metadata = [*(details.metadata or ()), ("authorization", f"Bearer {self.token}")]
+        return await continuation(details._replace(metadata=metadata), request)
 
 
 def _rss_mb(pid: int) -> float:
@@ -81,6 +104,11 @@ async def bench(seconds: float, concurrency: int, partitions: int) -> None:
     pg = EmbeddedPostgres(root / "pg", durable=False)
     url = pg.start()
     migrate_up(url, DEFAULT_MIGRATIONS_DIR, after_each=reconcile_partitions)
+    secrets = root / "secrets"
+    admin = ensure_admin(url)
+    admin_token = LocalIssuer.load_or_create(secrets / LOCAL_ISSUER_KEY_FILE).mint(
+        user_public_id=admin.public_id, email=admin.email, ttl_s=3600
+    )
     grpc_port, http_port = _free_port(), _free_port()
     env = {
         **os.environ,
@@ -88,12 +116,13 @@ async def bench(seconds: float, concurrency: int, partitions: int) -> None:
         "ALTALUNE_GRPC_PORT": str(grpc_port),
         "ALTALUNE_HTTP_PORT": str(http_port),
         "ALTALUNE_LOG_LEVEL": "warning",
+        "ALTALUNE_SECRETS_DIR": str(secrets),
     }
     server = subprocess.Popen(  # noqa: ASYNC220  (started once, before any load)
         [sys.executable, str(REPO / "cmd" / "altalune"), "serve"], env=env, cwd=REPO
     )
     try:
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}")
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}", interceptors=[_Bearer(admin_token)])
         await asyncio.wait_for(channel.channel_ready(), 30)
         projects = project_pb2_grpc.ProjectServiceStub(channel)
         employees = employee_pb2_grpc.EmployeeServiceStub(channel)
@@ -157,7 +186,31 @@ async def bench(seconds: float, concurrency: int, partitions: int) -> None:
 
         get_employee = employee_pb2.GetEmployeeRequest(project_id=first, id=employee.employee.id)
         n, lat = await _load(lambda: employees.GetEmployee(get_employee), seconds=seconds, concurrency=concurrency)
-        print(_row("GetEmployee (gRPC)", n, seconds, lat))
+        print(_row("GetEmployee (gRPC, user JWT: user + membership lookups)", n, seconds, lat))
+
+        expires = api_key_pb2.CreateApiKeyRequest().expires_at
+        expires.FromSeconds(int(time.time()) + 86_400)
+        key = await api_key_pb2_grpc.ApiKeyServiceStub(channel).CreateApiKey(
+            api_key_pb2.CreateApiKeyRequest(
+                project_id=first, name="bench", scopes=["employee:read"], expires_at=expires
+            )
+        )
+        key_channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}", interceptors=[_Bearer(key.secret)])
+        key_employees = employee_pb2_grpc.EmployeeServiceStub(key_channel)
+        n, lat = await _load(lambda: key_employees.GetEmployee(get_employee), seconds=seconds, concurrency=concurrency)
+        print(_row("GetEmployee (gRPC, API key: one lookup + HMAC)", n, seconds, lat))
+        await key_channel.close()
+
+        anonymous_channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}")
+        anonymous = employee_pb2_grpc.EmployeeServiceStub(anonymous_channel)
+
+        async def unauthenticated() -> None:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await anonymous.GetEmployee(get_employee)
+
+        n, lat = await _load(unauthenticated, seconds=seconds, concurrency=concurrency)
+        print(_row("GetEmployee without credentials -> UNAUTHENTICATED", n, seconds, lat))
+        await anonymous_channel.close()
 
         rng = random.Random(7)
         missing = "2" * 14
@@ -173,8 +226,11 @@ async def bench(seconds: float, concurrency: int, partitions: int) -> None:
         async with employee_connect.EmployeeServiceClient(
             f"http://127.0.0.1:{http_port}/api", codec=proto_json_codec(), send_compression=None
         ) as connect_client:
+            auth = {"authorization": f"Bearer {admin_token}"}
             n, lat = await _load(
-                lambda: connect_client.get_employee(get_employee), seconds=seconds, concurrency=concurrency
+                lambda: connect_client.get_employee(get_employee, headers=auth),
+                seconds=seconds,
+                concurrency=concurrency,
             )
         print(_row("GetEmployee (Connect JSON, connectrpc client)", n, seconds, lat))
 

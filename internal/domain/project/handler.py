@@ -7,6 +7,7 @@ from typing import Any
 from connectrpc.request import RequestContext
 
 from altalune.v1 import project_pb2
+from internal.auth.principal import current_caller
 from internal.domain.project.service import ProjectService
 
 
@@ -19,7 +20,7 @@ class ProjectHandler:
     async def create_project(
         self, request: project_pb2.CreateProjectRequest, ctx: RequestContext[Any, Any]
     ) -> project_pb2.CreateProjectResponse:
-        return await self._service.create_project(request)
+        return await self._service.create_project(request, current_caller())
 
     async def get_project(
         self, request: project_pb2.GetProjectRequest, ctx: RequestContext[Any, Any]

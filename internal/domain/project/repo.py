@@ -65,6 +65,11 @@ class ProjectRepo:
         await create_project_partitions(conn, row.id, tables)
         return row
 
+    async def add_owner(self, conn: AsyncConnection[Any], project_id: int, user_id: int) -> None:
+        await conn.execute(
+            "INSERT INTO project_members (project_id, user_id, role) VALUES (%s, %s, 'owner')", (project_id, user_id)
+        )
+
     async def get(self, conn: AsyncConnection[Any], public_id: str) -> ProjectRow | None:
         cur = conn.cursor(row_factory=class_row(ProjectRow))
         await cur.execute(

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from altalune.v1 import project_pb2
+from internal.auth.principal import Caller
 from internal.domain.project.errors import ProjectNotFound
 from internal.domain.project.model import ENVIRONMENTS, NewProject, ProjectChanges
 from internal.domain.project.repo import QUERY_SPEC, ProjectRepo
@@ -67,7 +68,10 @@ class ProjectService:
                 "timezone", f"{timezone!r} is not an IANA time zone name (e.g. Europe/Paris)", "timezone.iana"
             )
 
-    async def create_project(self, request: project_pb2.CreateProjectRequest) -> project_pb2.CreateProjectResponse:
+    async def create_project(
+        self, request: project_pb2.CreateProjectRequest, caller: Caller | None = None
+    ) -> project_pb2.CreateProjectResponse:
+        """A user who creates a project becomes its owner, or nobody could ever act inside it."""
         self._check_timezone(request.timezone)
         new = NewProject(
             public_id=new_public_id(),
@@ -79,6 +83,8 @@ class ProjectService:
         # The project row and one partition per partitioned table commit together or not at all.
         async with self._db.transaction(lock_timeout_ms=PARTITION_LOCK_TIMEOUT_MS) as conn:
             row = await self._repo.insert(conn, new)
+            if caller is not None and caller.principal.user_id is not None:
+                await self._repo.add_owner(conn, row.id, caller.principal.user_id)
         self._ids.put(row.public_id, row.id)
         return project_pb2.CreateProjectResponse(project=row.to_entity().to_proto())
 

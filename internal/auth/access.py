@@ -1,0 +1,138 @@
+"""Who is calling (Authenticator) and may they make this call (Authorizer).
+
+Cross-tenant rule, applied everywhere: a caller with no access to a project gets exactly the
+answer a caller gets for a project that does not exist (NOT_FOUND, PROJECT_NOT_FOUND), so
+project ids cannot be probed. A member who lacks a permission gets PERMISSION_DENIED (they know
+the project exists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from google.protobuf.message import Message
+
+from internal.auth.credentials import (
+    ApiKeyHasher,
+    BadAuthorizationHeader,
+    bearer_token,
+    looks_like_api_key,
+    parse_api_key,
+)
+from internal.auth.errors import ApiKeyNotAllowed, IdentityProviderUnavailable, PermissionDenied, Unauthenticated
+from internal.auth.oidc import IssuerUnavailable, TokenRejected, TokenVerifier, UserMatch
+from internal.auth.policy import AccessRule
+from internal.auth.principal import Caller, Principal, PrincipalKind
+from internal.auth.store import AccessStore
+from internal.domain.project.errors import ProjectNotFound
+from internal.errors import AppError
+from internal.postgres.database import Database
+
+# Compared against when a key id is unknown, so both paths cost one HMAC.
+_NO_HASH = bytes(32)
+
+
+class ProjectIds(Protocol):
+    async def resolve_project_id(self, public_id: str) -> int: ...
+
+
+class Authenticator:
+    def __init__(
+        self, db: Database, store: AccessStore, verifier: TokenVerifier, hasher: ApiKeyHasher, projects: ProjectIds
+    ) -> None:
+        self._db = db
+        self._store = store
+        self._verifier = verifier
+        self._hasher = hasher
+        self._projects = projects
+
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        try:
+            token = bearer_token(headers)
+        except BadAuthorizationHeader as exc:
+            raise Unauthenticated("CREDENTIALS_MALFORMED", str(exc)) from None
+        if token is None:
+            raise Unauthenticated("CREDENTIALS_MISSING", "send 'authorization: Bearer <API key or JWT>'")
+        if looks_like_api_key(token):
+            return await self._api_key(token)
+        return await self._user(token)
+
+    async def _api_key(self, token: str) -> Principal:
+        invalid = Unauthenticated("API_KEY_INVALID", "the API key is not valid")
+        parsed = parse_api_key(token)
+        if parsed is None:
+            raise invalid
+        try:
+            project_id = await self._projects.resolve_project_id(parsed.project_public_id)
+        except ProjectNotFound:
+            raise invalid from None
+        async with self._db.connection() as conn:
+            row = await self._store.api_key(conn, project_id, parsed.key_public_id)
+            if not self._hasher.matches(token, row.secret_hash if row else _NO_HASH) or row is None:
+                raise invalid
+            if not row.active:
+                raise Unauthenticated("API_KEY_INACTIVE", "the API key has been deactivated")
+            if row.expired:
+                raise Unauthenticated("API_KEY_EXPIRED", "the API key has expired")
+            if row.stale_last_used:
+                await self._store.touch_api_key(conn, project_id, parsed.key_public_id)
+        return Principal.api_key(parsed.key_public_id, project_id, parsed.project_public_id, frozenset(row.scopes))
+
+    async def _user(self, token: str) -> Principal:
+        try:
+            verified = await self._verifier.verify(token)
+        except TokenRejected as exc:
+            raise Unauthenticated(exc.reason, exc.message) from None
+        except IssuerUnavailable:
+            raise IdentityProviderUnavailable() from None
+        async with self._db.connection() as conn:
+            if verified.match is UserMatch.PUBLIC_ID:
+                user = await self._store.user_by_public_id(conn, verified.subject)
+            else:
+                user = await self._store.user_by_email(conn, verified.email or "")
+        if user is None:
+            raise Unauthenticated("USER_UNKNOWN", "the token is valid but names no user of this service")
+        if not user.active:
+            raise Unauthenticated("USER_INACTIVE", "the user has been deactivated")
+        return Principal.user(user.id, user.public_id, frozenset(user.global_permissions))
+
+
+class Authorizer:
+    def __init__(self, db: Database, store: AccessStore) -> None:
+        self._db = db
+        self._store = store
+
+    async def authorize(self, principal: Principal, rule: AccessRule, request: Message) -> Caller:
+        is_key = principal.kind is PrincipalKind.API_KEY
+        if rule.authenticated_only or not rule.project_scoped:
+            if is_key:
+                raise ApiKeyNotAllowed()
+            if rule.permission is not None and rule.permission not in principal.permissions:
+                raise PermissionDenied(rule.permission)
+            return Caller(principal=principal, permissions=principal.permissions)
+        assert rule.permission is not None
+        assert rule.project_field is not None
+        project = str(getattr(request, rule.project_field))
+        if is_key:
+            if project != principal.key_project_public_id:
+                raise self._no_such_project(project)
+            if rule.permission not in principal.permissions:
+                raise PermissionDenied(rule.permission)
+            return Caller(principal=principal, permissions=principal.permissions, project_id=principal.key_project_id)
+        assert principal.user_id is not None
+        async with self._db.connection() as conn:
+            membership = await self._store.membership(conn, project, principal.user_id)
+        if membership is None:
+            raise self._no_such_project(project)
+        permissions = frozenset(membership.permissions)
+        if rule.permission not in permissions:
+            raise PermissionDenied(rule.permission)
+        return Caller(
+            principal=principal, permissions=permissions, project_id=membership.project_id, project_role=membership.role
+        )
+
+    @staticmethod
+    def _no_such_project(project_public_id: str) -> AppError:
+        """Byte for byte what a missing project answers: existence must not leak."""
+        return ProjectNotFound(project_public_id)

@@ -1,0 +1,285 @@
+"""JWT bearer tokens: verification against trusted issuers, and the local development issuer.
+
+An external OpenID Connect issuer is trusted through its JWKS URL: keys are cached, refreshed
+after `ttl_s`, and re-fetched when a token names an unknown `kid` (at most once per
+`min_refresh_s`, so random kids cannot make us hammer the issuer). Only RS256 and ES256 are
+accepted, and the algorithm must match the key: no `none`, no HMAC confusion.
+
+The local issuer exists so a fresh install has an administrator without any identity provider:
+`altalune bootstrap` creates its EC P-256 key in the secrets directory and mints a token for
+the owner. A server trusts it only when that key file exists and ALTALUNE_LOCAL_ISSUER is on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from internal.logs import get_logger
+
+log = get_logger(__name__)
+
+ALLOWED_ALGORITHMS = frozenset({"RS256", "ES256"})
+LOCAL_ISSUER = "altalune-local"
+LOCAL_AUDIENCE = "altalune"
+LEEWAY_S = 30
+
+
+class UserMatch(StrEnum):
+    """How a verified token names our user."""
+
+    PUBLIC_ID = "public_id"  # `sub` is the user's public id (the local issuer)
+    EMAIL = "email"  # the verified `email` claim (external issuers: their `sub` is theirs, not ours)
+
+
+class TokenRejected(Exception):
+    """The token is not acceptable; `reason` is safe to show the client (never the token)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class IssuerUnavailable(Exception):
+    """The issuer's keys cannot be fetched and none are cached: our problem, not the client's."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    issuer: str
+    subject: str
+    email: str | None
+    match: UserMatch
+
+
+class KeySource(Protocol):
+    async def key(self, kid: str) -> jwt.PyJWK | None: ...
+
+
+class StaticKeys:
+    """Keys known at start-up (the local issuer's)."""
+
+    def __init__(self, keys: Mapping[str, jwt.PyJWK]) -> None:
+        self._keys = dict(keys)
+
+    async def key(self, kid: str) -> jwt.PyJWK | None:
+        return self._keys.get(kid)
+
+
+class JwksCache:
+    """An issuer's JWKS over HTTPS, cached; concurrent misses share one fetch."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        ttl_s: float = 600.0,
+        min_refresh_s: float = 30.0,
+    ) -> None:
+        self._url = url
+        self._client = client or httpx.AsyncClient(timeout=5.0)
+        self._ttl_s = ttl_s
+        self._min_refresh_s = min_refresh_s
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._last_attempt = float("-inf")
+        self._loaded = False
+        self._lock = asyncio.Lock()
+        self.fetches = 0
+
+    async def key(self, kid: str) -> jwt.PyJWK | None:
+        if self._lock.locked():
+            async with self._lock:  # a fetch is in flight: its result is ours too
+                pass
+        now = time.monotonic()
+        # Whatever the trigger (expiry or an unknown kid), at most one attempt per min_refresh_s,
+        # successful or not: random kids and a down issuer cost one request each period.
+        if now - self._last_attempt > self._min_refresh_s and (
+            now - self._fetched_at > self._ttl_s or kid not in self._keys
+        ):
+            await self._refresh()
+        if not self._loaded:
+            raise IssuerUnavailable(f"no keys from {self._url} yet")
+        return self._keys.get(kid)
+
+    async def _refresh(self) -> None:
+        started = time.monotonic()
+        async with self._lock:
+            if self._last_attempt >= started:
+                return  # someone else tried while we waited
+            self._last_attempt = time.monotonic()
+            try:
+                reply = await self._client.get(self._url)
+                reply.raise_for_status()
+                keys = _parse_jwks(reply.json())
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                # Keep serving the keys we have.
+                log.warning("JWKS fetch failed", url=self._url, error=type(exc).__name__)
+                return
+            self._keys = keys
+            self._loaded = True
+            self._fetched_at = time.monotonic()
+            self.fetches += 1
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
+    entries = document["keys"]
+    if not isinstance(entries, list):
+        raise ValueError("JWKS `keys` is not a list")
+    keys: dict[str, jwt.PyJWK] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or entry.get("use", "sig") != "sig":
+            continue
+        try:
+            key = jwt.PyJWK(entry)
+        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
+            continue  # a key we cannot use (other type, bad material): skip it, keep the rest
+        if key.algorithm_name in ALLOWED_ALGORITHMS:
+            keys[kid] = key
+    return keys
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedIssuer:
+    issuer: str
+    audience: str
+    keys: KeySource
+    match: UserMatch
+
+
+class TokenVerifier:
+    """Verifies a JWT against the issuer its `iss` names, if that issuer is trusted."""
+
+    def __init__(self, issuers: Sequence[TrustedIssuer]) -> None:
+        self._issuers = {i.issuer: i for i in issuers}
+
+    @property
+    def issuers(self) -> list[str]:
+        return sorted(self._issuers)
+
+    async def verify(self, token: str) -> VerifiedToken:
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise TokenRejected("TOKEN_INVALID", "the bearer token is neither an API key nor a JWT") from None
+        algorithm = header.get("alg")
+        kid = header.get("kid")
+        if algorithm not in ALLOWED_ALGORITHMS:
+            raise TokenRejected("TOKEN_INVALID", "the token's algorithm is not accepted (RS256 or ES256 only)")
+        issuer = self._issuers.get(str(unverified.get("iss", "")))
+        if issuer is None:
+            raise TokenRejected("TOKEN_INVALID", "the token's issuer is not trusted")
+        key = await issuer.keys.key(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise TokenRejected("TOKEN_INVALID", "the token's signing key is unknown")
+        if key.algorithm_name != algorithm:
+            raise TokenRejected("TOKEN_INVALID", "the token's algorithm does not match its key")
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[algorithm],
+                audience=issuer.audience,
+                issuer=issuer.issuer,
+                leeway=LEEWAY_S,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenRejected("TOKEN_EXPIRED", "the token has expired") from None
+        except jwt.PyJWTError:
+            raise TokenRejected("TOKEN_INVALID", "the token failed verification") from None
+        email = claims.get("email")
+        # Users are found by email, so the issuer must vouch for it: the boolean true, nothing less.
+        verified_email = isinstance(email, str) and email and claims.get("email_verified") is True
+        if issuer.match is UserMatch.EMAIL and not verified_email:
+            raise TokenRejected("TOKEN_INVALID", "the token carries no verified email")
+        return VerifiedToken(
+            issuer=issuer.issuer,
+            subject=str(claims["sub"]),
+            email=email if isinstance(email, str) else None,
+            match=issuer.match,
+        )
+
+
+class LocalIssuer:
+    """The development issuer: an EC P-256 key in the secrets directory."""
+
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
+        self._private_key = private_key
+        public_der = private_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.kid = base64.urlsafe_b64encode(hashlib.sha256(public_der).digest()[:12]).decode().rstrip("=")
+
+    @classmethod
+    def load(cls, path: Path) -> LocalIssuer:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{path} does not hold an EC private key")
+        return cls(key)
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> LocalIssuer:
+        if path.exists():
+            return cls.load(path)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return cls.load(path)  # created concurrently by another process
+        try:
+            os.write(fd, pem)
+        finally:
+            os.close(fd)
+        return cls(key)
+
+    def public_jwk(self) -> dict[str, Any]:
+        document = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self._private_key.public_key()))
+        return {**document, "kid": self.kid, "alg": "ES256", "use": "sig"}
+
+    def trusted(self) -> TrustedIssuer:
+        return TrustedIssuer(
+            issuer=LOCAL_ISSUER,
+            audience=LOCAL_AUDIENCE,
+            keys=StaticKeys({self.kid: jwt.PyJWK(self.public_jwk())}),
+            match=UserMatch.PUBLIC_ID,
+        )
+
+    def mint(self, *, user_public_id: str, email: str, ttl_s: int) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": LOCAL_ISSUER,
+            "aud": LOCAL_AUDIENCE,
+            "sub": user_public_id,
+            "email": email,
+            "iat": now,
+            "exp": now + ttl_s,
+        }
+        return jwt.encode(claims, self._private_key, algorithm="ES256", headers={"kid": self.kid})
