@@ -1,4 +1,5 @@
-"""IAM model: project-role and permission-scope enum mappings, the selected rows, the entities."""
+"""IAM model: the project-role enum mapping, membership rows and entities. Roles and permissions
+are the role and permission domains' own rows (re-exported for the repo)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from altalune.v1 import iam_pb2, permission_pb2, role_pb2
+from altalune.v1 import iam_pb2
 from internal.convert import to_timestamp
+from internal.domain.permission.model import PermissionRow
+from internal.domain.role.model import RoleRow
 from internal.enums import EnumMapping
 
 
@@ -28,105 +31,6 @@ PROJECT_ROLES = EnumMapping(
         (ProjectRole.VIEWER, iam_pb2.PROJECT_ROLE_VIEWER),
     ]
 )
-
-
-class PermissionScope(StrEnum):
-    GLOBAL = "global"
-    PROJECT = "project"
-
-
-SCOPES = EnumMapping(
-    [
-        (PermissionScope.GLOBAL, permission_pb2.PERMISSION_SCOPE_GLOBAL),
-        (PermissionScope.PROJECT, permission_pb2.PERMISSION_SCOPE_PROJECT),
-    ]
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Role:
-    """The entity: only the public id."""
-
-    id: str
-    name: str
-    description: str
-    builtin: bool
-    created_at: datetime
-    updated_at: datetime
-
-    def to_proto(self) -> role_pb2.Role:
-        return role_pb2.Role(
-            id=self.id,
-            name=self.name,
-            description=self.description,
-            builtin=self.builtin,
-            created_at=to_timestamp(self.created_at),
-            updated_at=to_timestamp(self.updated_at),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class RoleRow:
-    """A row of `roles` as selected: internal id plus public id."""
-
-    id: int
-    public_id: str
-    name: str
-    description: str
-    builtin: bool
-    created_at: datetime
-    updated_at: datetime
-
-    def to_entity(self) -> Role:
-        return Role(
-            id=self.public_id,
-            name=self.name,
-            description=self.description,
-            builtin=self.builtin,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Permission:
-    """The entity: only the public id."""
-
-    id: str
-    name: str
-    description: str
-    scope: PermissionScope
-    created_at: datetime
-
-    def to_proto(self) -> permission_pb2.Permission:
-        return permission_pb2.Permission(
-            id=self.id,
-            name=self.name,
-            description=self.description,
-            scope=SCOPES.to_proto(self.scope),  # type: ignore[arg-type]
-            created_at=to_timestamp(self.created_at),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class PermissionRow:
-    """A row of `permissions` as selected: internal id plus public id."""
-
-    id: int
-    public_id: str
-    name: str
-    description: str
-    scope: str
-    created_at: datetime
-
-    def to_entity(self) -> Permission:
-        return Permission(
-            id=self.public_id,
-            name=self.name,
-            description=self.description,
-            scope=SCOPES.from_db(self.scope),
-            created_at=self.created_at,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,3 +121,16 @@ class NewMember:
 
     user_id: int
     role: ProjectRole
+
+
+__all__ = [
+    "PROJECT_ROLES",
+    "MemberRow",
+    "NewMember",
+    "PermissionRow",
+    "ProjectMember",
+    "ProjectRole",
+    "RoleRow",
+    "UserProject",
+    "UserProjectRow",
+]
