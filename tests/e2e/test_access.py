@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import pytest_asyncio
@@ -491,3 +493,16 @@ async def test_an_api_key_call_updates_last_used_at(transports: dict[str, Transp
         t, call("ApiKeyService", "GetApiKey"), world.admin, project_id=world.project_a, id=created.api_key.id
     )
     assert got.api_key.HasField("last_used_at")
+
+
+async def test_a_connect_get_needs_the_credential_and_is_never_cached(server: AltaluneServer, world: World) -> None:
+    url = f"http://127.0.0.1:{server.http_port}/api/altalune.v1.ProjectService/GetProject"
+    query = {"connect": "v1", "encoding": "json", "message": json.dumps({"id": world.project_a})}
+    async with httpx.AsyncClient() as http:
+        anonymous = await http.get(url, params=query)
+        allowed = await http.get(url, params=query, headers=bearer(world.admin))
+    assert anonymous.status_code == 401
+    assert anonymous.json()["code"] == "unauthenticated"
+    assert allowed.status_code == 200
+    assert allowed.json()["project"]["id"] == world.project_a
+    assert allowed.headers["cache-control"] == "private, no-store"
