@@ -121,7 +121,7 @@ class Container:
             validator=RequestValidator(),
             max_deadline_ms=settings.max_deadline_ms,
             max_concurrent_calls=settings.max_concurrent_calls,
-            authenticate=Authenticate(Authenticator(db, store, TokenVerifier(trusted), hasher, projects)),
+            authenticate=Authenticate(Authenticator(db, store, TokenVerifier(trusted), hasher, projects), rules),
             authorize=Authorize(Authorizer(db, store), rules),
         )
         return cls(

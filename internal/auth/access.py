@@ -9,6 +9,7 @@ the project exists).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from google.protobuf.message import Message
@@ -24,7 +25,7 @@ from internal.auth.errors import ApiKeyNotAllowed, IdentityProviderUnavailable, 
 from internal.auth.oidc import IssuerUnavailable, TokenRejected, TokenVerifier, UserMatch
 from internal.auth.policy import AccessRule
 from internal.auth.principal import Caller, Principal, PrincipalKind
-from internal.auth.store import AccessStore
+from internal.auth.store import AccessStore, Membership
 from internal.domain.project.errors import ProjectNotFound
 from internal.errors import AppError
 from internal.postgres.database import Database
@@ -37,6 +38,20 @@ class ProjectIds(Protocol):
     async def resolve_project_id(self, public_id: str) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class MembershipHint:
+    """A user's membership in one project (None: not a member), read while authenticating."""
+
+    project_public_id: str
+    membership: Membership | None
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    principal: Principal
+    membership_hint: MembershipHint | None = None
+
+
 class Authenticator:
     def __init__(
         self, db: Database, store: AccessStore, verifier: TokenVerifier, hasher: ApiKeyHasher, projects: ProjectIds
@@ -47,7 +62,9 @@ class Authenticator:
         self._hasher = hasher
         self._projects = projects
 
-    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+    async def authenticate(self, headers: Mapping[str, str], project_hint: str | None = None) -> Authenticated:
+        """Who is calling. `project_hint` (the call's project id, if well-formed) lets a user's
+        membership there come back in the same round trip; Authorizer uses it if it still applies."""
         try:
             token = bearer_token(headers)
         except BadAuthorizationHeader as exc:
@@ -55,8 +72,8 @@ class Authenticator:
         if token is None:
             raise Unauthenticated("CREDENTIALS_MISSING", "send 'authorization: Bearer <API key or JWT>'")
         if looks_like_api_key(token):
-            return await self._api_key(token)
-        return await self._user(token)
+            return Authenticated(await self._api_key(token))
+        return await self._user(token, project_hint)
 
     async def _api_key(self, token: str) -> Principal:
         invalid = Unauthenticated("API_KEY_INVALID", "the API key is not valid")
@@ -79,7 +96,7 @@ class Authenticator:
                 await self._store.touch_api_key(conn, project_id, parsed.key_public_id)
         return Principal.api_key(parsed.key_public_id, project_id, parsed.project_public_id, frozenset(row.scopes))
 
-    async def _user(self, token: str) -> Principal:
+    async def _user(self, token: str, project_hint: str | None) -> Authenticated:
         try:
             verified = await self._verifier.verify(token)
         except TokenRejected as exc:
@@ -88,14 +105,16 @@ class Authenticator:
             raise IdentityProviderUnavailable() from None
         async with self._db.connection() as conn:
             if verified.match is UserMatch.PUBLIC_ID:
-                user = await self._store.user_by_public_id(conn, verified.subject)
+                user = await self._store.user(conn, public_id=verified.subject, project_public_id=project_hint)
             else:
-                user = await self._store.user_by_email(conn, verified.email or "")
+                user = await self._store.user(conn, email=verified.email or "", project_public_id=project_hint)
         if user is None:
             raise Unauthenticated("USER_UNKNOWN", "the token is valid but names no user of this service")
         if not user.active:
             raise Unauthenticated("USER_INACTIVE", "the user has been deactivated")
-        return Principal.user(user.id, user.public_id, frozenset(user.global_permissions))
+        principal = Principal.user(user.id, user.public_id, frozenset(user.global_permissions))
+        hint = MembershipHint(project_hint, user.membership()) if project_hint is not None else None
+        return Authenticated(principal, hint)
 
 
 class Authorizer:
@@ -103,7 +122,9 @@ class Authorizer:
         self._db = db
         self._store = store
 
-    async def authorize(self, principal: Principal, rule: AccessRule, request: Message) -> Caller:
+    async def authorize(
+        self, principal: Principal, rule: AccessRule, request: Message, hint: MembershipHint | None = None
+    ) -> Caller:
         is_key = principal.kind is PrincipalKind.API_KEY
         if rule.authenticated_only or not rule.project_scoped:
             if is_key:
@@ -121,8 +142,11 @@ class Authorizer:
                 raise PermissionDenied(rule.permission)
             return Caller(principal=principal, permissions=principal.permissions, project_id=principal.key_project_id)
         assert principal.user_id is not None
-        async with self._db.connection() as conn:
-            membership = await self._store.membership(conn, project, principal.user_id)
+        if hint is not None and hint.project_public_id == project:
+            membership = hint.membership
+        else:
+            async with self._db.connection() as conn:
+                membership = await self._store.membership(conn, project, principal.user_id)
         if membership is None:
             raise self._no_such_project(project)
         permissions = frozenset(membership.permissions)

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -170,16 +171,40 @@ class TrustedIssuer:
 
 
 class TokenVerifier:
-    """Verifies a JWT against the issuer its `iss` names, if that issuer is trusted."""
+    """Verifies a JWT against the issuer its `iss` names, if that issuer is trusted.
 
-    def __init__(self, issuers: Sequence[TrustedIssuer]) -> None:
+    A verified token is remembered for at most `cache_s` (and never past its expiry), because a
+    browser sends the same token on every call and the signature check costs ~150 us of CPU. Only
+    the signature and claims are remembered: the user behind it is looked up on every call, so
+    deactivation still holds from the next request, and a remembered token is honoured only while
+    its signing key is still published.
+    """
+
+    def __init__(self, issuers: Sequence[TrustedIssuer], *, cache_s: float = 60.0, cache_size: int = 10_000) -> None:
         self._issuers = {i.issuer: i for i in issuers}
+        self._cache_s = cache_s
+        self._cache_size = cache_size
+        self._verified: OrderedDict[str, tuple[VerifiedToken, float, str]] = OrderedDict()
 
     @property
     def issuers(self) -> list[str]:
         return sorted(self._issuers)
 
     async def verify(self, token: str) -> VerifiedToken:
+        remembered = self._verified.pop(token, None)
+        if remembered is not None:
+            verified, until, kid = remembered
+            # Still unexpired and its key still published (a dict lookup unless the JWKS is due).
+            if time.time() < until and await self._issuers[verified.issuer].keys.key(kid) is not None:
+                self._verified[token] = remembered
+                return verified
+        verified, expires_at, kid = await self._verify(token)
+        self._verified[token] = (verified, min(expires_at + LEEWAY_S, time.time() + self._cache_s), kid)
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return verified
+
+    async def _verify(self, token: str) -> tuple[VerifiedToken, float, str]:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -216,12 +241,13 @@ class TokenVerifier:
         verified_email = isinstance(email, str) and email and claims.get("email_verified") is True
         if issuer.match is UserMatch.EMAIL and not verified_email:
             raise TokenRejected("TOKEN_INVALID", "the token carries no verified email")
-        return VerifiedToken(
+        verified = VerifiedToken(
             issuer=issuer.issuer,
             subject=str(claims["sub"]),
             email=email if isinstance(email, str) else None,
             match=issuer.match,
         )
+        return verified, float(claims["exp"]), str(kid)
 
 
 class LocalIssuer:

@@ -25,6 +25,15 @@ class UserCredential:
     public_id: str
     active: bool
     global_permissions: list[str]
+    # The membership in the project the call names, fetched in the same statement (None: not a member).
+    member_project_id: int | None
+    member_role: str | None
+    member_permissions: list[str] | None
+
+    def membership(self) -> Membership | None:
+        if self.member_project_id is None or self.member_role is None:
+            return None
+        return Membership(self.member_project_id, self.member_role, self.member_permissions or [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +61,6 @@ ARRAY(SELECT DISTINCT p.name FROM user_roles ur
       JOIN permissions p ON p.id = rp.permission_id
       WHERE ur.user_id = u.id AND p.scope = 'global') AS global_permissions
 """
-_USER_BY_PUBLIC_ID = f"SELECT u.id, u.public_id, u.active, {_GLOBAL_PERMISSIONS} FROM users u WHERE u.public_id = %s"
-_USER_BY_EMAIL = f"SELECT u.id, u.public_id, u.active, {_GLOBAL_PERMISSIONS} FROM users u WHERE u.email_key = lower(%s)"
-
 # A membership role is the built-in role of the same name; its project-scope grants apply.
 _MEMBERSHIP = """
 SELECT pr.id AS project_id, m.role,
@@ -63,9 +69,21 @@ SELECT pr.id AS project_id, m.role,
              JOIN permissions p ON p.id = rp.permission_id
              WHERE r.name = m.role AND p.scope = 'project') AS permissions
 FROM projects pr
-JOIN project_members m ON m.project_id = pr.id AND m.user_id = %s
-WHERE pr.public_id = %s AND pr.deleted_at IS NULL
+JOIN project_members m ON m.project_id = pr.id AND m.user_id = {user}
+WHERE pr.public_id = {project} AND pr.deleted_at IS NULL
 """
+
+# The user, their global permissions and their membership in the call's project: one round trip.
+_USER = f"""
+SELECT u.id, u.public_id, u.active, {_GLOBAL_PERMISSIONS},
+       m.project_id AS member_project_id, m.role AS member_role, m.permissions AS member_permissions
+FROM users u
+LEFT JOIN LATERAL ({_MEMBERSHIP.format(user="u.id", project="%(project)s")}) m ON true
+WHERE {{match}}
+"""
+_USER_BY_PUBLIC_ID = _USER.format(match="u.public_id = %(who)s")
+_USER_BY_EMAIL = _USER.format(match="u.email_key = lower(%(who)s)")
+_MEMBERSHIP_ONLY = _MEMBERSHIP.format(user="%(user)s", project="%(project)s")
 
 
 class AccessStore:
@@ -80,17 +98,21 @@ class AccessStore:
             (project_id, key_public_id),
         )
 
-    async def user_by_public_id(self, conn: AsyncConnection[Any], public_id: str) -> UserCredential | None:
+    async def user(
+        self,
+        conn: AsyncConnection[Any],
+        *,
+        public_id: str | None = None,
+        email: str | None = None,
+        project_public_id: str | None = None,
+    ) -> UserCredential | None:
+        """By public id or by email; with the membership in `project_public_id` when given."""
         cur = conn.cursor(row_factory=class_row(UserCredential))
-        await cur.execute(_USER_BY_PUBLIC_ID, (public_id,))
-        return await cur.fetchone()
-
-    async def user_by_email(self, conn: AsyncConnection[Any], email: str) -> UserCredential | None:
-        cur = conn.cursor(row_factory=class_row(UserCredential))
-        await cur.execute(_USER_BY_EMAIL, (email,))
+        query = _USER_BY_PUBLIC_ID if public_id is not None else _USER_BY_EMAIL
+        await cur.execute(query, {"who": public_id if public_id is not None else email, "project": project_public_id})
         return await cur.fetchone()
 
     async def membership(self, conn: AsyncConnection[Any], project_public_id: str, user_id: int) -> Membership | None:
         cur = conn.cursor(row_factory=class_row(Membership))
-        await cur.execute(_MEMBERSHIP, (user_id, project_public_id))
+        await cur.execute(_MEMBERSHIP_ONLY, {"user": user_id, "project": project_public_id})
         return await cur.fetchone()

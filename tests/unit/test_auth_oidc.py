@@ -644,7 +644,8 @@ async def test_cached_keys_keep_verifying_when_the_jwks_server_answers_errors(
     jwks_server.status = 503
     await asyncio.sleep(0.3)
 
-    assert (await verifier.verify(_rs256(key, "k1"))).email == "ada@example.com"
+    # A different token (another subject): the verified-token memo cannot answer, the key cache must.
+    assert (await verifier.verify(_rs256(key, "k1", sub="after-outage"))).subject == "after-outage"
     assert jwks_server.requests == 2  # the refresh was attempted, failed, and the cached key served
 
 
@@ -681,3 +682,17 @@ async def test_an_unusable_entry_in_the_jwks_does_not_hide_the_usable_keys(
     jwks_server.publish(unusable, _rsa_jwk(key, "k1"))
 
     assert (await _external(make_cache(jwks_server.url)).verify(_rs256(key, "k1"))).email == "ada@example.com"
+
+
+async def test_a_verified_token_is_remembered_but_never_past_its_expiry(tmp_path: Path) -> None:
+    issuer = LocalIssuer.load_or_create(tmp_path / "issuer.pem")
+    verifier = TokenVerifier([issuer.trusted()], cache_s=60.0)
+    token = issuer.mint(user_public_id=USER_ID, email="ada@example.com", ttl_s=-29)  # within the 30 s leeway
+    assert (await verifier.verify(token)).subject == USER_ID
+    other = TokenVerifier([issuer.trusted()], cache_s=60.0)
+    await other.verify(token)
+    await asyncio.sleep(1.2)  # now over 30 s past exp: beyond the leeway, memo or not
+    for candidate in (verifier, other):
+        with pytest.raises(TokenRejected) as rejected:
+            await candidate.verify(token)
+        assert rejected.value.reason == "TOKEN_EXPIRED"
