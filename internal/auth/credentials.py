@@ -93,17 +93,31 @@ class ApiKeyHasher:
         return hmac.compare_digest(self.hash(token), stored)
 
 
-def load_or_create_pepper(path: Path) -> bytes:
-    """The pepper file's bytes, creating it (0600, 32 random bytes, hex) on first use."""
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
+def create_secret_file(path: Path, content: bytes) -> bool:
+    """Write `content` to `path` (0600) unless it exists; False if another process won the race.
+
+    The content goes to a private temporary file first and is then hard-linked into place, so a
+    reader never sees a half-written secret.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pepper = os.urandom(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, pepper.hex().encode() + b"\n")
+        os.write(fd, content)
+        os.fsync(fd)
     finally:
         os.close(fd)
-    return pepper
+    try:
+        os.link(temporary, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        temporary.unlink()
+
+
+def load_or_create_pepper(path: Path) -> bytes:
+    """The pepper file's bytes, creating it (0600, 32 random bytes, hex) on first use."""
+    if not path.exists():
+        create_secret_file(path, os.urandom(32).hex().encode() + b"\n")
+    return bytes.fromhex(path.read_text().strip())

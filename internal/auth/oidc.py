@@ -16,7 +16,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from internal.auth.credentials import create_secret_file
 from internal.logs import get_logger
 
 log = get_logger(__name__)
@@ -269,22 +269,13 @@ class LocalIssuer:
 
     @classmethod
     def load_or_create(cls, path: Path) -> LocalIssuer:
-        if path.exists():
-            return cls.load(path)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key = ec.generate_private_key(ec.SECP256R1())
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return cls.load(path)  # created concurrently by another process
-        try:
-            os.write(fd, pem)
-        finally:
-            os.close(fd)
-        return cls(key)
+        if not path.exists():
+            key = ec.generate_private_key(ec.SECP256R1())
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            create_secret_file(path, pem)  # if another process created one first, we load theirs
+        return cls.load(path)
 
     def public_jwk(self) -> dict[str, Any]:
         document = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self._private_key.public_key()))

@@ -6,6 +6,7 @@ import re
 import stat
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -264,3 +265,12 @@ def test_each_new_pepper_file_gets_its_own_random_pepper(tmp_path: Path) -> None
     peppers = {load_or_create_pepper(tmp_path / f"pepper-{n}") for n in range(5)}
 
     assert len(peppers) == 5
+
+
+def test_racing_creators_of_the_pepper_all_end_up_with_the_same_one(tmp_path: Path) -> None:
+    path = tmp_path / "secrets" / "pepper"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        peppers = list(pool.map(lambda _: load_or_create_pepper(path), range(16)))
+    assert len(set(peppers)) == 1
+    assert len(peppers[0]) == 32
+    assert sorted(p.name for p in path.parent.iterdir()) == ["pepper"]  # no temporary files left behind
