@@ -91,7 +91,7 @@ class JwksCache:
         *,
         client: httpx.AsyncClient | None = None,
         ttl_s: float = 600.0,
-        min_refresh_s: float = 30.0,
+        min_refresh_s: float = 10.0,
     ) -> None:
         self._url = url
         self._client = client or httpx.AsyncClient(timeout=5.0)
