@@ -40,8 +40,8 @@ ROTATED_KID = "idp-rsa-2"
 EC_KID = "idp-ec-1"
 ADA_EMAIL = "Ada@Example.com"
 ADA_TOKEN_EMAIL = "ada@example.com"  # the issuer's spelling differs in case on purpose
-# JwksCache refetches on an unknown kid at most once per min_refresh_s (30 s in the container).
-PAST_MIN_REFRESH_S = 31.0
+# JwksCache refetches on an unknown kid at most once per min_refresh_s (10 s in the container).
+PAST_MIN_REFRESH_S = 11.0
 
 GET_PROJECT = Rpc.of("ProjectService", "GetProject")
 CREATE_PROJECT = Rpc.of("ProjectService", "CreateProject")
