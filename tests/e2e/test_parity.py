@@ -3,6 +3,7 @@ and hand-written HTTP JSON, against one real server on real sockets."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import re
 from collections.abc import AsyncIterator, Callable
@@ -11,10 +12,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from google.protobuf import json_format
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from altalune.v1 import common_pb2, employee_pb2, project_pb2
+from altalune.v1 import api_key_pb2, common_pb2, employee_pb2, iam_pb2, permission_pb2, project_pb2, role_pb2, user_pb2
 from internal.server.app import AltaluneServer
 from tests.e2e.clients import (
     CREATE_EMPLOYEE,
@@ -32,6 +35,7 @@ from tests.e2e.clients import (
     Outcome,
     Rpc,
     Transport,
+    bearer,
     open_transport,
 )
 
@@ -43,6 +47,37 @@ REQUEST_ID_SHAPE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 def unique(prefix: str) -> str:
     return f"{prefix} {next(_serial)}"
+
+
+def unique_email(local: str) -> str:
+    return f"{local}.{next(_serial)}@parity.test"
+
+
+def from_now(days: int) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=days))
+    return stamp
+
+
+# The RPCs of users, roles, permissions, IAM and API keys (response types read from the contract).
+CREATE_USER = Rpc.of("UserService", "CreateUser")
+GET_USER = Rpc.of("UserService", "GetUser")
+UPDATE_USER = Rpc.of("UserService", "UpdateUser")
+QUERY_USERS = Rpc.of("UserService", "QueryUsers")
+CREATE_ROLE = Rpc.of("RoleService", "CreateRole")
+DELETE_ROLE = Rpc.of("RoleService", "DeleteRole")
+QUERY_ROLES = Rpc.of("RoleService", "QueryRoles")
+GET_PERMISSION = Rpc.of("PermissionService", "GetPermission")
+ASSIGN_USER_ROLES = Rpc.of("IamService", "AssignUserRoles")
+LIST_USER_ROLES = Rpc.of("IamService", "ListUserRoles")
+ADD_PROJECT_MEMBERS = Rpc.of("IamService", "AddProjectMembers")
+UPDATE_PROJECT_MEMBER = Rpc.of("IamService", "UpdateProjectMember")
+REMOVE_PROJECT_MEMBERS = Rpc.of("IamService", "RemoveProjectMembers")
+LIST_PROJECT_MEMBERS = Rpc.of("IamService", "ListProjectMembers")
+CREATE_API_KEY = Rpc.of("ApiKeyService", "CreateApiKey")
+GET_API_KEY = Rpc.of("ApiKeyService", "GetApiKey")
+UPDATE_API_KEY = Rpc.of("ApiKeyService", "UpdateApiKey")
+QUERY_API_KEYS = Rpc.of("ApiKeyService", "QueryApiKeys")
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -60,11 +95,29 @@ async def transports(server: AltaluneServer, admin_token: str) -> AsyncIterator[
 
 @dataclass(frozen=True, slots=True)
 class World:
-    """Data the error table refers to: two projects, an employee of the first."""
+    """Data the error table refers to.
+
+    Two projects and an employee of the first; the bootstrap administrator (owner of every project
+    here, as their creator) and the built-in `viewer` role; a `team` project where `member` holds the
+    member role while `outsider` and `newcomer` belong nowhere; an API key of project A.
+    """
 
     project_a: project_pb2.Project
     project_b: project_pb2.Project
     employee_a: employee_pb2.Employee
+    admin_id: str
+    viewer_role: role_pb2.Role
+    team: project_pb2.Project
+    member: user_pb2.User
+    outsider: user_pb2.User
+    newcomer: user_pb2.User
+    api_key: api_key_pb2.ApiKey
+
+
+async def new_user(t: Transport, email: str, first_name: str = "Parity") -> user_pb2.User:
+    outcome = await t.call(CREATE_USER, user_pb2.CreateUserRequest(email=email, first_name=first_name))
+    user: user_pb2.User = outcome.ok().user
+    return user
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -89,7 +142,56 @@ async def world(transports: dict[str, Transport]) -> World:
             status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
         ),
     )
-    return World(project_a, project_b, employee.ok().employee)
+
+    admins = (
+        await t.call(
+            QUERY_USERS, user_pb2.QueryUsersRequest(query=common_pb2.QueryRequest(keyword="owner@example.com"))
+        )
+    ).ok()
+    assert [u.email for u in admins.data] == ["owner@example.com"], admins
+    roles = (
+        await t.call(
+            QUERY_ROLES,
+            role_pb2.QueryRolesRequest(
+                query=common_pb2.QueryRequest(
+                    keyword="viewer", filters={"builtin": common_pb2.StringList(values=["true"])}
+                )
+            ),
+        )
+    ).ok()
+    viewers = [r for r in roles.data if r.name == "viewer"]
+    assert [r.builtin for r in viewers] == [True], roles
+
+    team = await new_project(t, "Parity Team")
+    member = await new_user(t, "member@parity.test", "Member")
+    outsider = await new_user(t, "outsider@parity.test", "Outsider")
+    newcomer = await new_user(t, "newcomer@parity.test", "Newcomer")
+    added = await t.call(
+        ADD_PROJECT_MEMBERS,
+        iam_pb2.AddProjectMembersRequest(
+            project_id=team.id,
+            members=[iam_pb2.NewProjectMember(user_id=member.id, role=iam_pb2.PROJECT_ROLE_MEMBER)],
+        ),
+    )
+    added.ok()
+    key = await t.call(
+        CREATE_API_KEY,
+        api_key_pb2.CreateApiKeyRequest(
+            project_id=project_a.id, name="Parity key", scopes=["employee:read"], expires_at=from_now(30)
+        ),
+    )
+    return World(
+        project_a,
+        project_b,
+        employee.ok().employee,
+        admin_id=admins.data[0].id,
+        viewer_role=viewers[0],
+        team=team,
+        member=member,
+        outsider=outsider,
+        newcomer=newcomer,
+        api_key=key.ok().api_key,
+    )
 
 
 async def new_project(t: Transport, prefix: str = "Project") -> project_pb2.Project:
@@ -308,6 +410,88 @@ async def test_reading_the_same_project_gives_the_same_message_on_every_transpor
     assert all(answer == world.project_a for answer in answers.values()), answers
 
 
+@pytest.mark.parametrize("transport_name", TRANSPORTS)
+async def test_a_created_user_reads_back_as_the_same_message_on_every_transport(
+    transport_name: str, transports: dict[str, Transport]
+) -> None:
+    t = transports[transport_name]
+    email = unique_email(f"user.{transport_name}")
+    created = (
+        (await t.call(CREATE_USER, U.CreateUserRequest(email=email, first_name="Katherine", last_name="Johnson")))
+        .ok()
+        .user
+    )
+    assert PUBLIC_ID.fullmatch(created.id), created.id
+    assert (created.email, created.first_name, created.last_name, created.active) == (
+        email,
+        "Katherine",
+        "Johnson",
+        True,
+    )
+    assert created.created_at.seconds > 0
+    assert created.updated_at.seconds > 0
+
+    fetched = (await t.call(GET_USER, U.GetUserRequest(id=created.id))).ok().user
+    assert fetched == created
+    elsewhere = {
+        name: (await other.call(GET_USER, U.GetUserRequest(id=created.id))).ok().user
+        for name, other in transports.items()
+    }
+    assert all(user == created for user in elsewhere.values()), elsewhere
+
+
+def carries_no_secret(message: Message, secret: str) -> bool:
+    """Neither the whole key nor its secret part appears anywhere in the message, in any encoding."""
+    secret_part = secret.rsplit("_", 1)[-1]
+    encodings = (
+        message.SerializeToString(),
+        json_format.MessageToJson(message).encode(),
+        str(message).encode(),
+    )
+    return all(secret.encode() not in raw and secret_part.encode() not in raw for raw in encodings)
+
+
+@pytest.mark.parametrize("transport_name", TRANSPORTS)
+async def test_an_api_key_secret_is_a_bearer_credential_on_the_transport_that_created_it(
+    transport_name: str, transports: dict[str, Transport], world: World
+) -> None:
+    t = transports[transport_name]
+    project = world.project_a
+    created = (
+        await t.call(
+            CREATE_API_KEY,
+            K.CreateApiKeyRequest(
+                project_id=project.id,
+                name=unique(f"Bearer {transport_name}"),
+                scopes=["project:read"],
+                expires_at=from_now(30),
+            ),
+        )
+    ).ok()
+    key, secret = created.api_key, created.secret
+    assert PUBLIC_ID.fullmatch(key.id), key.id
+    assert (key.project_id, list(key.scopes), key.active) == (project.id, ["project:read"], True)
+    assert secret.startswith(f"ak_{project.id}_{key.id}_"), secret
+    assert len(secret.rsplit("_", 1)[-1]) >= 32, secret
+    assert key.prefix == secret[: len(key.prefix)], (key.prefix, secret)
+    assert carries_no_secret(key, secret)
+
+    # The key, sent instead of the administrator's token, reads its own project...
+    through_key = await t.call(GET_PROJECT, P.GetProjectRequest(id=project.id), headers=bearer(secret))
+    assert through_key.ok().project == project
+    # ...but a key whose secret part was altered is not a credential.
+    forged = secret[:-1] + ("2" if secret[-1] != "2" else "3")
+    refused = (await t.call(GET_PROJECT, P.GetProjectRequest(id=project.id), headers=bearer(forged))).failed()
+    assert refused.code == "unauthenticated", refused
+
+    # No read of the keys ever shows a secret again.
+    fetched = (await t.call(GET_API_KEY, K.GetApiKeyRequest(project_id=project.id, id=key.id))).ok()
+    assert carries_no_secret(fetched, secret)
+    listed = (await t.call(QUERY_API_KEYS, K.QueryApiKeysRequest(project_id=project.id))).ok()
+    assert key.id in {k.id for k in listed.data}, listed
+    assert carries_no_secret(listed, secret)
+
+
 # --- the same error, with the same details, on every transport -----------------------------------
 
 
@@ -325,7 +509,12 @@ UNKNOWN_ID = "zzzzzzzzzzzzzz"
 P = project_pb2
 E = employee_pb2
 Q = common_pb2
+U = user_pb2
+R = role_pb2
+I = iam_pb2  # noqa: E741
+K = api_key_pb2
 ACTIVE = E.EMPLOYEE_STATUS_ACTIVE
+THREE_YEARS = 3 * 366
 
 ERROR_CASES: dict[str, ErrorCase] = {
     "create project with an empty name": ErrorCase(
@@ -509,6 +698,162 @@ ERROR_CASES: dict[str, ErrorCase] = {
         "INVALID_ARGUMENT",
         ("query.pagination.page_size",),
     ),
+    # --- users, roles, permissions, IAM, API keys ----------------------------------------------
+    # Requests are built once per transport: a row that would write if the server wrongly accepted
+    # it uses a fresh email/name each time, so no row depends on what another transport did first.
+    "create user with an invalid email": ErrorCase(
+        CREATE_USER,
+        lambda w: U.CreateUserRequest(email=f"not-an-email-{next(_serial)}", first_name="Nobody"),
+        "invalid_argument",
+        "INVALID_ARGUMENT",
+        ("email",),
+    ),
+    "create user whose email differs from an existing one only in case": ErrorCase(
+        CREATE_USER,
+        lambda w: U.CreateUserRequest(email="MEMBER@Parity.Test", first_name="Member Twin"),
+        "already_exists",
+        "USER_EMAIL_TAKEN",
+        (),
+    ),
+    "update user with an empty update mask": ErrorCase(
+        UPDATE_USER,
+        lambda w: U.UpdateUserRequest(id=w.member.id, first_name="Renamed", update_mask=FieldMask(paths=[])),
+        "invalid_argument",
+        "INVALID_ARGUMENT",
+        ("update_mask",),
+        mentions=("email", "first_name", "last_name"),
+    ),
+    "get user with an unknown id": ErrorCase(
+        GET_USER,
+        lambda w: U.GetUserRequest(id=UNKNOWN_ID),
+        "not_found",
+        "USER_NOT_FOUND",
+        (),
+    ),
+    "create role whose name breaks the pattern": ErrorCase(
+        CREATE_ROLE,
+        lambda w: R.CreateRoleRequest(name=f"Bad Role {next(_serial)}"),
+        "invalid_argument",
+        "INVALID_ARGUMENT",
+        ("name",),
+    ),
+    "delete the built-in viewer role": ErrorCase(
+        DELETE_ROLE,
+        lambda w: R.DeleteRoleRequest(id=w.viewer_role.id),
+        "failed_precondition",
+        "ROLE_BUILTIN",
+        (),
+    ),
+    "assign a user one known and one unknown role": ErrorCase(
+        ASSIGN_USER_ROLES,
+        lambda w: I.AssignUserRolesRequest(user_id=w.member.id, role_ids=[w.viewer_role.id, UNKNOWN_ID]),
+        "not_found",
+        "ROLE_NOT_FOUND",
+        (),
+    ),
+    "assign a user the same role twice": ErrorCase(
+        ASSIGN_USER_ROLES,
+        lambda w: I.AssignUserRolesRequest(user_id=w.member.id, role_ids=[w.viewer_role.id, w.viewer_role.id]),
+        "invalid_argument",
+        "INVALID_ARGUMENT",
+        ("role_ids",),
+    ),
+    "get permission with an unknown id": ErrorCase(
+        GET_PERMISSION,
+        lambda w: permission_pb2.GetPermissionRequest(id=UNKNOWN_ID),
+        "not_found",
+        "PERMISSION_NOT_FOUND",
+        (),
+    ),
+    "add the same user to a project twice in one call": ErrorCase(
+        ADD_PROJECT_MEMBERS,
+        lambda w: I.AddProjectMembersRequest(
+            project_id=w.team.id,
+            members=[
+                I.NewProjectMember(user_id=w.outsider.id, role=I.PROJECT_ROLE_MEMBER),
+                I.NewProjectMember(user_id=w.outsider.id, role=I.PROJECT_ROLE_VIEWER),
+            ],
+        ),
+        "invalid_argument",
+        "INVALID_ARGUMENT",
+        ("members",),
+    ),
+    "add a newcomer together with a user who is already a member (nothing is written)": ErrorCase(
+        ADD_PROJECT_MEMBERS,
+        lambda w: I.AddProjectMembersRequest(
+            project_id=w.team.id,
+            members=[
+                I.NewProjectMember(user_id=w.newcomer.id, role=I.PROJECT_ROLE_VIEWER),
+                I.NewProjectMember(user_id=w.member.id, role=I.PROJECT_ROLE_VIEWER),
+            ],
+        ),
+        "already_exists",
+        "MEMBER_EXISTS",
+        (),
+    ),
+    "remove the only owner of a project": ErrorCase(
+        REMOVE_PROJECT_MEMBERS,
+        lambda w: I.RemoveProjectMembersRequest(project_id=w.team.id, user_ids=[w.admin_id]),
+        "failed_precondition",
+        "LAST_OWNER",
+        (),
+    ),
+    "change the role of a user who is not a member": ErrorCase(
+        UPDATE_PROJECT_MEMBER,
+        lambda w: I.UpdateProjectMemberRequest(project_id=w.team.id, user_id=w.outsider.id, role=I.PROJECT_ROLE_VIEWER),
+        "not_found",
+        "MEMBER_NOT_FOUND",
+        (),
+    ),
+    "create an API key expiring in three years": ErrorCase(
+        CREATE_API_KEY,
+        lambda w: K.CreateApiKeyRequest(
+            project_id=w.project_a.id,
+            name=unique("Far key"),
+            scopes=["employee:read"],
+            expires_at=from_now(THREE_YEARS),
+        ),
+        "invalid_argument",
+        "INVALID_ARGUMENT",
+        ("expires_at",),
+    ),
+    "create an API key with a global permission as scope": ErrorCase(
+        CREATE_API_KEY,
+        lambda w: K.CreateApiKeyRequest(
+            project_id=w.project_a.id, name=unique("Global key"), scopes=["user:read"], expires_at=from_now(30)
+        ),
+        "invalid_argument",
+        "INVALID_ARGUMENT",
+        ("scopes[0]",),
+        mentions=("user:read",),
+    ),
+    "create an API key with no scopes": ErrorCase(
+        CREATE_API_KEY,
+        lambda w: K.CreateApiKeyRequest(project_id=w.project_a.id, name=unique("Empty key"), expires_at=from_now(30)),
+        "invalid_argument",
+        "INVALID_ARGUMENT",
+        ("scopes",),
+    ),
+    "get an API key with an unknown id": ErrorCase(
+        GET_API_KEY,
+        lambda w: K.GetApiKeyRequest(project_id=w.project_a.id, id=UNKNOWN_ID),
+        "not_found",
+        "API_KEY_NOT_FOUND",
+        (),
+    ),
+    "update an API key with an unknown path in the mask": ErrorCase(
+        UPDATE_API_KEY,
+        lambda w: K.UpdateApiKeyRequest(
+            project_id=w.project_a.id,
+            id=w.api_key.id,
+            name=unique("Renamed key"),
+            update_mask=FieldMask(paths=["secret"]),
+        ),
+        "invalid_argument",
+        "INVALID_ARGUMENT",
+        ("update_mask",),
+        mentions=("name", "scopes", "expires_at"),
+    ),
 }
 
 
@@ -517,8 +862,7 @@ async def test_the_same_bad_request_fails_the_same_way_on_every_transport(
     case_name: str, transports: dict[str, Transport], world: World
 ) -> None:
     case = ERROR_CASES[case_name]
-    request = case.request(world)
-    outcomes: list[Outcome[Any]] = [await t.call(case.rpc, request) for t in transports.values()]
+    outcomes: list[Outcome[Any]] = [await t.call(case.rpc, case.request(world)) for t in transports.values()]
 
     for outcome in outcomes:
         failure = outcome.failed()
@@ -564,6 +908,48 @@ async def test_a_rejected_update_changes_nothing(transports: dict[str, Transport
         ).ok()
         assert after == before, t.name
         assert after.employee.role == "Admiral", t.name
+
+
+async def test_a_rejected_batch_writes_nothing(transports: dict[str, Transport], world: World) -> None:
+    for t in transports.values():
+        fresh = await new_user(t, unique_email(f"batch.{t.name}"))
+
+        failure = (
+            await t.call(
+                ASSIGN_USER_ROLES,
+                I.AssignUserRolesRequest(user_id=fresh.id, role_ids=[world.viewer_role.id, UNKNOWN_ID]),
+            )
+        ).failed()
+        assert (failure.code, failure.reason, dict(failure.metadata)) == (
+            "not_found",
+            "ROLE_NOT_FOUND",
+            {"role_ids": UNKNOWN_ID},
+        ), t.name
+        roles = (await t.call(LIST_USER_ROLES, I.ListUserRolesRequest(user_id=fresh.id))).ok()
+        assert list(roles.roles) == [], (t.name, roles)
+
+        failure = (
+            await t.call(
+                ADD_PROJECT_MEMBERS,
+                I.AddProjectMembersRequest(
+                    project_id=world.team.id,
+                    members=[
+                        I.NewProjectMember(user_id=fresh.id, role=I.PROJECT_ROLE_VIEWER),
+                        I.NewProjectMember(user_id=world.member.id, role=I.PROJECT_ROLE_VIEWER),
+                    ],
+                ),
+            )
+        ).failed()
+        assert (failure.code, failure.reason, failure.metadata.get("user_ids")) == (
+            "already_exists",
+            "MEMBER_EXISTS",
+            world.member.id,
+        ), t.name
+        members = (await t.call(LIST_PROJECT_MEMBERS, I.ListProjectMembersRequest(project_id=world.team.id))).ok()
+        assert {(m.user_id, m.role) for m in members.members} == {
+            (world.admin_id, I.PROJECT_ROLE_OWNER),
+            (world.member.id, I.PROJECT_ROLE_MEMBER),
+        }, (t.name, members)
 
 
 # --- request ids ----------------------------------------------------------------------------------
