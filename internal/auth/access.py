@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from google.protobuf.message import Message
 
@@ -27,15 +26,12 @@ from internal.auth.policy import AccessRule
 from internal.auth.principal import Caller, Principal, PrincipalKind
 from internal.auth.store import AccessStore, Membership
 from internal.domain.project.errors import ProjectNotFound
+from internal.domain.project.service import ProjectResolver
 from internal.errors import AppError
 from internal.postgres.database import Database
 
 # Compared against when a key id is unknown, so both paths cost one HMAC.
 _NO_HASH = bytes(32)
-
-
-class ProjectIds(Protocol):
-    async def resolve_project_id(self, public_id: str) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +50,7 @@ class Authenticated:
 
 class Authenticator:
     def __init__(
-        self, db: Database, store: AccessStore, verifier: TokenVerifier, hasher: ApiKeyHasher, projects: ProjectIds
+        self, db: Database, store: AccessStore, verifier: TokenVerifier, hasher: ApiKeyHasher, projects: ProjectResolver
     ) -> None:
         self._db = db
         self._store = store

@@ -11,12 +11,9 @@ token for "ada@example.com" (other case) must act as Ada; everything else must b
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -30,6 +27,7 @@ from internal.server.app import AltaluneServer
 from tests import conftest
 from tests.conftest import admin_token_for
 from tests.e2e.clients import TRANSPORTS, Outcome, Rpc, Transport, bearer, open_transport
+from tests.jwks_server import JwksServer, ec_jwk, rsa_jwk
 
 pytestmark = pytest.mark.e2e
 
@@ -71,16 +69,6 @@ def keys() -> Keys:
     return Keys(rsa_key(), rsa_key(), rsa_key(), ec.generate_private_key(ec.SECP256R1()))
 
 
-def rsa_jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
-    document = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    return {**document, "kid": kid, "alg": "RS256", "use": "sig"}
-
-
-def ec_jwk(key: ec.EllipticCurvePrivateKey, kid: str) -> dict[str, Any]:
-    document = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
-    return {**document, "kid": kid, "alg": "ES256", "use": "sig"}
-
-
 def claims(**overrides: Any) -> dict[str, Any]:
     """Valid claims for Ada from the external issuer; an override of None drops the claim."""
     now = int(time.time())
@@ -103,52 +91,6 @@ def rs256(key: rsa.RSAPrivateKey, kid: str = KID, **overrides: Any) -> str:
 
 def es256(key: ec.EllipticCurvePrivateKey, kid: str = EC_KID, **overrides: Any) -> str:
     return jwt.encode(claims(**overrides), key, algorithm="ES256", headers={"kid": kid})
-
-
-class JwksServer:
-    """A JWKS endpoint on 127.0.0.1 whose document can change between requests."""
-
-    def __init__(self) -> None:
-        self.document: dict[str, Any] = {"keys": []}
-        self._requests = 0
-        self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with server._lock:
-                    server._requests += 1
-                    body = json.dumps(server.document).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="jwks-server", daemon=True
-        )
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{self._httpd.server_port}/.well-known/jwks.json"
-
-    @property
-    def requests(self) -> int:
-        with self._lock:
-            return self._requests
-
-    def publish(self, *published: dict[str, Any]) -> None:
-        with self._lock:
-            self.document = {"keys": list(published)}
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -13,10 +13,8 @@ import hmac
 import json
 import secrets
 import stat
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from internal.auth.oidc import (
     UserMatch,
     VerifiedToken,
 )
+from tests.jwks_server import JwksServer, rsa_jwk
 
 ISSUER = "https://idp.example.com/"
 AUDIENCE = "altalune-api"
@@ -79,11 +78,6 @@ def _rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _rsa_jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
-    document = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    return {**document, "kid": kid, "alg": "RS256", "use": "sig"}
-
-
 def _rs256(key: rsa.RSAPrivateKey, kid: str, **overrides: Any) -> str:
     return jwt.encode(_claims(**overrides), key, algorithm="RS256", headers={"kid": kid})
 
@@ -107,59 +101,6 @@ async def _rejection(verifier: TokenVerifier, token: str) -> str:
         await verifier.verify(token)
     assert token not in caught.value.message
     return caught.value.reason
-
-
-class JwksServer:
-    """A JWKS endpoint on 127.0.0.1 whose document and status can change between requests."""
-
-    def __init__(self) -> None:
-        self.document: dict[str, Any] = {"keys": []}
-        self.status = 200
-        self.body: bytes | None = None  # served instead of the document when set
-        self._requests = 0
-        self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with server._lock:
-                    server._requests += 1
-                    status = server.status
-                    body = server.body if server.body is not None else json.dumps(server.document).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="jwks-server", daemon=True
-        )
-        self._thread.start()
-        self._stopped = False
-        self.url = f"http://127.0.0.1:{self._httpd.server_port}/.well-known/jwks.json"
-
-    @property
-    def requests(self) -> int:
-        with self._lock:
-            return self._requests
-
-    def publish(self, *keys: dict[str, Any]) -> None:
-        with self._lock:
-            self.document = {"keys": list(keys)}
-
-    def stop(self) -> None:
-        """Stop serving and close the socket: connections to the port are refused from now on."""
-        if not self._stopped:
-            self._stopped = True
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._thread.join(timeout=5)
 
 
 CacheFactory = Callable[..., JwksCache]
@@ -402,7 +343,7 @@ async def test_garbage_is_rejected_as_an_invalid_token(local_verifier: TokenVeri
 
 async def test_an_external_rs256_token_verifies_to_its_email(jwks_server: JwksServer, make_cache: CacheFactory) -> None:
     key = _rsa_key()
-    jwks_server.publish(_rsa_jwk(key, "k1"))
+    jwks_server.publish(rsa_jwk(key, "k1"))
     verifier = _external(make_cache(jwks_server.url))
 
     verified = await verifier.verify(_rs256(key, "k1"))
@@ -428,7 +369,7 @@ async def test_cached_keys_serve_later_tokens_without_another_fetch(
     jwks_server: JwksServer, make_cache: CacheFactory
 ) -> None:
     key = _rsa_key()
-    jwks_server.publish(_rsa_jwk(key, "k1"))
+    jwks_server.publish(rsa_jwk(key, "k1"))
     verifier = _external(make_cache(jwks_server.url))
 
     for n in range(10):
@@ -441,7 +382,7 @@ async def test_concurrent_verifications_on_a_cold_cache_share_one_fetch(
     jwks_server: JwksServer, make_cache: CacheFactory
 ) -> None:
     key = _rsa_key()
-    jwks_server.publish(_rsa_jwk(key, "k1"))
+    jwks_server.publish(rsa_jwk(key, "k1"))
     verifier = _external(make_cache(jwks_server.url))
 
     results = await asyncio.gather(*(verifier.verify(_rs256(key, "k1", sub=f"user-{n}")) for n in range(20)))
@@ -464,7 +405,7 @@ async def test_an_external_token_without_a_verified_email_is_rejected(
     jwks_server: JwksServer, make_cache: CacheFactory, overrides: dict[str, Any]
 ) -> None:
     key = _rsa_key()
-    jwks_server.publish(_rsa_jwk(key, "k1"))
+    jwks_server.publish(rsa_jwk(key, "k1"))
 
     assert await _rejection(_external(make_cache(jwks_server.url)), _rs256(key, "k1", **overrides)) == "TOKEN_INVALID"
 
@@ -473,7 +414,7 @@ async def test_an_email_verified_claim_of_the_string_false_is_not_taken_as_verif
     jwks_server: JwksServer, make_cache: CacheFactory
 ) -> None:
     key = _rsa_key()
-    jwks_server.publish(_rsa_jwk(key, "k1"))
+    jwks_server.publish(rsa_jwk(key, "k1"))
 
     token = _rs256(key, "k1", email_verified="false")
 
@@ -492,7 +433,7 @@ async def test_an_external_token_with_wrong_claims_is_rejected(
     jwks_server: JwksServer, make_cache: CacheFactory, overrides: dict[str, Any]
 ) -> None:
     key = _rsa_key()
-    jwks_server.publish(_rsa_jwk(key, "k1"))
+    jwks_server.publish(rsa_jwk(key, "k1"))
     expected = "TOKEN_EXPIRED" if "exp" in overrides else "TOKEN_INVALID"
 
     assert await _rejection(_external(make_cache(jwks_server.url)), _rs256(key, "k1", **overrides)) == expected
@@ -512,7 +453,7 @@ async def test_an_encryption_key_in_the_jwks_is_not_trusted_for_signatures(
     jwks_server: JwksServer, make_cache: CacheFactory
 ) -> None:
     signing, encryption = _rsa_key(), _rsa_key()
-    jwks_server.publish(_rsa_jwk(signing, "sig1"), {**_rsa_jwk(encryption, "enc1"), "use": "enc"})
+    jwks_server.publish(rsa_jwk(signing, "sig1"), {**rsa_jwk(encryption, "enc1"), "use": "enc"})
     verifier = _external(make_cache(jwks_server.url))
 
     assert (await verifier.verify(_rs256(signing, "sig1"))).email == "ada@example.com"
@@ -523,12 +464,12 @@ async def test_a_rotated_key_with_a_new_kid_is_fetched_once_and_accepted(
     jwks_server: JwksServer, make_cache: CacheFactory
 ) -> None:
     old, new = _rsa_key(), _rsa_key()
-    jwks_server.publish(_rsa_jwk(old, "old"))
+    jwks_server.publish(rsa_jwk(old, "old"))
     verifier = _external(make_cache(jwks_server.url, ttl_s=600.0, min_refresh_s=0.0))
     await verifier.verify(_rs256(old, "old"))
     assert jwks_server.requests == 1
 
-    jwks_server.publish(_rsa_jwk(old, "old"), _rsa_jwk(new, "new"))
+    jwks_server.publish(rsa_jwk(old, "old"), rsa_jwk(new, "new"))
 
     assert (await verifier.verify(_rs256(new, "new"))).subject == "idp-user-1"
     assert jwks_server.requests == 2
@@ -542,11 +483,11 @@ async def test_a_key_withdrawn_from_the_jwks_stops_verifying_once_the_cache_expi
     jwks_server: JwksServer, make_cache: CacheFactory
 ) -> None:
     old, new = _rsa_key(), _rsa_key()
-    jwks_server.publish(_rsa_jwk(old, "old"))
+    jwks_server.publish(rsa_jwk(old, "old"))
     verifier = _external(make_cache(jwks_server.url, ttl_s=0.2, min_refresh_s=0.1))
     await verifier.verify(_rs256(old, "old"))
 
-    jwks_server.publish(_rsa_jwk(new, "new"))
+    jwks_server.publish(rsa_jwk(new, "new"))
     await asyncio.sleep(0.3)
 
     assert await _rejection(verifier, _rs256(old, "old")) == "TOKEN_INVALID"
@@ -559,7 +500,7 @@ async def test_a_flood_of_unknown_kids_causes_at_most_one_fetch_per_min_refresh_
     jwks_server: JwksServer, make_cache: CacheFactory
 ) -> None:
     key = _rsa_key()
-    jwks_server.publish(_rsa_jwk(key, "k1"))
+    jwks_server.publish(rsa_jwk(key, "k1"))
     verifier = _external(make_cache(jwks_server.url, ttl_s=600.0, min_refresh_s=1.0))
     await verifier.verify(_rs256(key, "k1"))
     assert jwks_server.requests == 1
@@ -587,7 +528,7 @@ async def test_an_unreachable_jwks_with_nothing_cached_makes_the_issuer_unavaila
     jwks_server: JwksServer, make_cache: CacheFactory
 ) -> None:
     key = _rsa_key()
-    jwks_server.publish(_rsa_jwk(key, "k1"))
+    jwks_server.publish(rsa_jwk(key, "k1"))
     jwks_server.stop()
     verifier = _external(make_cache(jwks_server.url))
 
@@ -609,7 +550,7 @@ async def test_a_failing_jwks_with_nothing_cached_makes_the_issuer_unavailable(
     jwks_server: JwksServer, make_cache: CacheFactory, status: int, body: bytes | None
 ) -> None:
     key = _rsa_key()
-    jwks_server.publish(_rsa_jwk(key, "k1"))
+    jwks_server.publish(rsa_jwk(key, "k1"))
     jwks_server.status, jwks_server.body = status, body
     verifier = _external(make_cache(jwks_server.url))
 
@@ -622,7 +563,7 @@ async def test_cached_keys_keep_verifying_when_the_jwks_server_goes_down(
     jwks_server: JwksServer, make_cache: CacheFactory
 ) -> None:
     key = _rsa_key()
-    jwks_server.publish(_rsa_jwk(key, "k1"))
+    jwks_server.publish(rsa_jwk(key, "k1"))
     verifier = _external(make_cache(jwks_server.url, ttl_s=0.2, min_refresh_s=0.1))
     await verifier.verify(_rs256(key, "k1"))
 
@@ -637,7 +578,7 @@ async def test_cached_keys_keep_verifying_when_the_jwks_server_answers_errors(
     jwks_server: JwksServer, make_cache: CacheFactory
 ) -> None:
     key = _rsa_key()
-    jwks_server.publish(_rsa_jwk(key, "k1"))
+    jwks_server.publish(rsa_jwk(key, "k1"))
     verifier = _external(make_cache(jwks_server.url, ttl_s=0.2, min_refresh_s=0.1))
     await verifier.verify(_rs256(key, "k1"))
 
@@ -653,7 +594,7 @@ async def test_after_a_failed_refresh_unknown_kids_do_not_refetch_before_min_ref
     jwks_server: JwksServer, make_cache: CacheFactory
 ) -> None:
     key = _rsa_key()
-    jwks_server.publish(_rsa_jwk(key, "k1"))
+    jwks_server.publish(rsa_jwk(key, "k1"))
     verifier = _external(make_cache(jwks_server.url, ttl_s=0.5, min_refresh_s=0.1))
     await verifier.verify(_rs256(key, "k1"))
     jwks_server.status = 503
@@ -679,7 +620,7 @@ async def test_an_unusable_entry_in_the_jwks_does_not_hide_the_usable_keys(
     jwks_server: JwksServer, make_cache: CacheFactory, unusable: Any
 ) -> None:
     key = _rsa_key()
-    jwks_server.publish(unusable, _rsa_jwk(key, "k1"))
+    jwks_server.publish(unusable, rsa_jwk(key, "k1"))
 
     assert (await _external(make_cache(jwks_server.url)).verify(_rs256(key, "k1"))).email == "ada@example.com"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC
-from typing import Any, Protocol
+from typing import Any
 
 from psycopg import AsyncConnection
 
@@ -17,20 +17,13 @@ from internal.auth.principal import Caller
 from internal.domain.api_key.errors import ApiKeyNameTaken, ApiKeyNotFound, ApiKeyScopeExceedsCaller
 from internal.domain.api_key.model import ApiKeyChanges, ApiKeyRow, NewApiKey
 from internal.domain.api_key.repo import QUERY_SPEC, ApiKeyRepo, NameTaken
-from internal.errors import AppError, FieldViolation, InvalidArgument
+from internal.domain.project.service import ProjectResolver
+from internal.errors import FieldViolation, InvalidArgument
 from internal.ids import new_public_id
 from internal.postgres.database import Database
 from internal.query import params_from_proto
 
 SCOPE_RULE = "scopes.project_permission"
-
-
-class ProjectResolver(Protocol):
-    """What this domain needs from projects: the internal id of a live project (or ProjectNotFound)."""
-
-    async def resolve_project_id(self, public_id: str) -> int: ...
-
-    def project_missing(self, public_id: str) -> AppError: ...
 
 
 class ApiKeyService:

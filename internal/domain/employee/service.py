@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from altalune.v1 import employee_pb2
 from internal.domain.employee.errors import EmployeeEmailTaken, EmployeeNotFound
 from internal.domain.employee.model import STATUSES, EmployeeChanges, NewEmployee
 from internal.domain.employee.repo import QUERY_SPEC, EmailTaken, EmployeeRepo
-from internal.errors import AppError
+from internal.domain.project.service import ProjectResolver
 from internal.ids import new_public_id
 from internal.postgres.database import Database
 from internal.query import params_from_proto
-
-
-class ProjectResolver(Protocol):
-    """What this domain needs from projects: the internal id of a live project (or ProjectNotFound)."""
-
-    async def resolve_project_id(self, public_id: str) -> int: ...
-
-    def project_missing(self, public_id: str) -> AppError: ...
 
 
 class EmployeeService:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Protocol
 
 from altalune.v1 import project_pb2
 from internal.auth.principal import Caller
 from internal.domain.project.errors import ProjectNotFound
 from internal.domain.project.model import ENVIRONMENTS, NewProject, ProjectChanges
 from internal.domain.project.repo import QUERY_SPEC, ProjectRepo
+from internal.errors import AppError
 from internal.ids import new_public_id
 from internal.logs import get_logger
 from internal.postgres.database import Database
@@ -45,6 +47,15 @@ class ProjectIdCache:
 
     def evict(self, public_id: str) -> None:
         self._entries.pop(public_id, None)
+
+
+class ProjectResolver(Protocol):
+    """What project-scoped domains need from projects (ProjectService is one): the internal id of a
+    live project, or ProjectNotFound."""
+
+    async def resolve_project_id(self, public_id: str) -> int: ...
+
+    def project_missing(self, public_id: str) -> AppError: ...
 
 
 class ProjectService:
