@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: setup run migrate test test-unit test-integration test-e2e lint format typecheck generate \
-	generate-check proto-lint proto-breaking check bench clean
+	generate-check proto-lint proto-breaking check bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,9 @@ check: lint typecheck proto-lint generate-check test ## everything CI runs
 
 bench: setup ## benchmarks that print figures (not timed tests)
 	$(PY) tools/bench/run.py
+
+bench-scale: setup ## projects as tenants at scale (10 / 10,000 / 100,000 projects built in bulk): figures per N, slow
+	$(PY) tools/bench/scale.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -72,7 +72,7 @@ class Container:
 
     @classmethod
     def build(
-        cls, settings: Settings, database_url: str, *, on_project_deleted: Callable[[], None] = lambda: None
+        cls, settings: Settings, database_url: str, *, wake_upkeep: Callable[[], None] = lambda: None
     ) -> Container:
         """Wire the object graph. Nothing touches the network here; see open()."""
         pool = create_pool(
@@ -88,7 +88,7 @@ class Container:
             db,
             ProjectRepo(),
             timezones=frozenset(zoneinfo.available_timezones()),
-            on_deleted=on_project_deleted,
+            wake_upkeep=wake_upkeep,
         )
         employees = EmployeeService(db, EmployeeRepo(), projects)
         api_keys = ApiKeyService(db, ApiKeyRepo(), projects, hasher)

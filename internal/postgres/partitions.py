@@ -1,9 +1,13 @@
-"""Per-project list partitions of every project-scoped table.
+"""Block partitions of every project table (docs/tenancy.md).
 
-The set of partitioned tables is read from the catalog (tables partitioned by LIST on
-`project_id`), so a migration that adds one needs no hand-kept list. A partition is created
-with `CREATE TABLE ... (LIKE ...)` + `ATTACH PARTITION`, which takes SHARE UPDATE EXCLUSIVE on
-the parent instead of the ACCESS EXCLUSIVE of `PARTITION OF`, so other tenants keep working.
+A table partitioned by LIST (project_id) has one partition per block of `project_block_size()`
+consecutive project ids, named `<table>_b<block>`. The SQL functions of migration 0004 own the
+rules (which tables, which blocks are needed, which are dead); this module calls them:
+
+* `ensure_project_blocks()` makes the blocks in use plus the next one, ahead of need (background
+  keeper, `altalune migrate`, and CreateProject's inline fallback when an id outruns them);
+* `purge_project_rows` removes a deleted project's rows in bounded batches;
+* `retire_dead_blocks` detaches (CONCURRENTLY) and drops blocks no project can use any more.
 """
 
 from __future__ import annotations
@@ -14,146 +18,152 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection, sql
 
-PARTITION_KEY = "project_id"
+from internal.logs import get_logger
+from internal.postgres.database import Database
 
-PARTITIONED_TABLES_SQL = """
-SELECT c.relname
-FROM pg_partitioned_table pt
-JOIN pg_class c ON c.oid = pt.partrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
-WHERE pt.partstrat = 'l' AND pt.partnatts = 1 AND a.attname = %s
-  AND n.nspname = current_schema() AND NOT c.relispartition
-ORDER BY c.relname
-"""
+log = get_logger(__name__)
 
-# Partitions attached (or pending detach) to a parent, with their bound project id.
-ATTACHED_SQL = """
-SELECT c.relname, i.inhdetachpending
-FROM pg_inherits i
-JOIN pg_class c ON c.oid = i.inhrelid
-WHERE i.inhparent = %s::regclass
-"""
+# Every INSERT into `projects` takes this advisory lock shared (inside the INSERT statement, before
+# the id is drawn); deciding which blocks are dead takes it exclusive. So no transaction holding a
+# fresh id of a block can be in flight when that block is judged unused.
+CREATE_FENCE_KEY = 7813746515301351426
 
-
-def partition_name(table: str, project_id: int) -> str:
-    return f"{table}_p{project_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionDDL:
-    create: sql.Composed
-    attach: sql.Composed
-
-
-def partition_ddl(table: str, project_id: int) -> PartitionDDL:
-    parent = sql.Identifier(table)
-    child = sql.Identifier(partition_name(table, project_id))
-    return PartitionDDL(
-        create=sql.SQL(
-            "CREATE TABLE {child} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)"
-        ).format(child=child, parent=parent),
-        attach=sql.SQL("ALTER TABLE {parent} ATTACH PARTITION {child} FOR VALUES IN ({value})").format(
-            parent=parent, child=child, value=sql.Literal(project_id)
-        ),
-    )
-
-
-async def partitioned_tables(conn: AsyncConnection[Any]) -> list[str]:
-    cur = await conn.execute(PARTITIONED_TABLES_SQL, (PARTITION_KEY,))
-    return [row[0] for row in await cur.fetchall()]
-
-
-async def lock_partitioned_tables(conn: AsyncConnection[Any]) -> list[str]:
-    """SHARE UPDATE EXCLUSIVE on every partitioned table, taken first in a project's creation.
-
-    ATTACH PARTITION needs this lock, and then SHARE ROW EXCLUSIVE on `projects` (for the foreign
-    key), which conflicts with the ROW EXCLUSIVE every concurrent creation holds from its INSERT:
-    two creations that locked in the opposite order deadlocked. Taken before the INSERT, it makes
-    creations queue one behind the other, holding no lock a concurrent one or a concurrent
-    `DETACH ... CONCURRENTLY` (which waits for every locker of the parent) would wait for.
-    """
-    tables = await partitioned_tables(conn)
-    if tables:
-        await conn.execute(
-            sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(
-                sql.SQL(", ").join(sql.Identifier(t) for t in tables)
-            )
-        )
-    return tables
-
-
-async def create_project_partitions(conn: AsyncConnection[Any], project_id: int, tables: list[str]) -> list[str]:
-    """Attach an empty partition for the project to each of `tables` (caller's transaction; the
-    tables as returned by lock_partitioned_tables)."""
-    created = []
-    for table in tables:
-        ddl = partition_ddl(table, project_id)
-        await conn.execute(ddl.create)
-        await conn.execute(ddl.attach)
-        created.append(partition_name(table, project_id))
-    return created
-
-
-def reconcile_partitions(conn: psycopg.Connection[Any]) -> list[str]:
-    """Give every live project a partition in every partitioned table that lacks one.
-
-    Runs inside each migration's transaction, so a migration that adds a partitioned table
-    gives existing projects their partitions atomically with the table itself.
-    """
-    tables = [row[0] for row in conn.execute(PARTITIONED_TABLES_SQL, (PARTITION_KEY,)).fetchall()]
-    if not tables:
-        return []
-    has_projects = conn.execute("SELECT to_regclass('projects') IS NOT NULL").fetchone()
-    if not has_projects or not has_projects[0]:
-        return []
-    projects = [row[0] for row in conn.execute("SELECT id FROM projects WHERE deleted_at IS NULL ORDER BY id")]
-    created: list[str] = []
-    for table in tables:
-        existing = {row[0] for row in conn.execute(ATTACHED_SQL, (table,)).fetchall()}
-        for project_id in projects:
-            if partition_name(table, project_id) in existing:
-                continue
-            ddl = partition_ddl(table, project_id)
-            conn.execute(ddl.create)
-            conn.execute(ddl.attach)
-            created.append(partition_name(table, project_id))
-    return created
-
+# Rows deleted per statement when purging a project: each statement is short and holds its row
+# locks only for its own duration.
+PURGE_BATCH_ROWS = 5000
 
 # Dropping a detached partition drops its foreign key's triggers on `projects`, which takes ACCESS
 # EXCLUSIVE on `projects`: while that request waits in the lock queue, every later statement of
-# every tenant that reads `projects` waits behind it. So the DROP waits at most this long; a purge
-# that cannot get the lock is retried by the reaper's next round.
+# every tenant that reads `projects` waits behind it. So the DROP waits at most this long; a drop
+# that cannot get the lock is retried by the next round.
 DROP_LOCK_TIMEOUT_MS = 100
+
+PROJECT_TABLES_SQL = "SELECT relname FROM project_partitioned_tables() AS t JOIN pg_class c ON c.oid = t"
+_ENSURE_SQL = "SELECT created, covered_through, block_size FROM ensure_project_blocks()"
+
+
+@dataclass(frozen=True, slots=True)
+class EnsuredBlocks:
+    created: int
+    covered_through: int  # every new project id up to this one has its block in every project table
+    block_size: int
+
+
+class BlockCoverage:
+    """The highest project id known to have its block partitions, per process.
+
+    Monotonic: a block is only removed once every id in it has been handed out and no project uses
+    it, so an id newer than any issued before is never in a removed block.
+    """
+
+    def __init__(self) -> None:
+        self._through = -1
+        self._block_size = 1
+
+    def covers(self, project_id: int) -> bool:
+        return project_id <= self._through
+
+    def running_low(self, project_id: int) -> bool:
+        """True once ids reach the last block made ahead: time to make the next one."""
+        return project_id > self._through - self._block_size
+
+    def extend(self, ensured: EnsuredBlocks) -> None:
+        self._through = max(self._through, ensured.covered_through)
+        self._block_size = ensured.block_size
+
+
+async def ensure_blocks(conn: AsyncConnection[Any]) -> EnsuredBlocks:
+    """Make missing block partitions in the caller's transaction (serialised in the database)."""
+    cur = await conn.execute(_ENSURE_SQL)
+    row = await cur.fetchone()
+    assert row is not None
+    return EnsuredBlocks(created=int(row[0]), covered_through=int(row[1]), block_size=int(row[2]))
+
+
+async def block_ready(conn: AsyncConnection[Any], project_id: int) -> bool:
+    cur = await conn.execute("SELECT project_block_ready(%s)", (project_id,))
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def project_tables(conn: AsyncConnection[Any]) -> list[str]:
+    cur = await conn.execute(PROJECT_TABLES_SQL)
+    return [str(row[0]) for row in await cur.fetchall()]
+
+
+async def purge_project_rows(db: Database, project_id: int, *, batch_rows: int = PURGE_BATCH_ROWS) -> int:
+    """Delete every row of one project from every project table, `batch_rows` per statement.
+
+    Each batch commits on its own (autocommit), so an interrupted purge keeps what it did and the
+    next round resumes it. Returns how many rows were deleted.
+    """
+    deleted = 0
+    async with db.connection() as conn:
+        for table in await project_tables(conn):
+            statement = sql.SQL(
+                "DELETE FROM {t} WHERE project_id = %(p)s AND ctid = ANY (ARRAY("
+                "SELECT ctid FROM {t} WHERE project_id = %(p)s LIMIT %(n)s))"
+            ).format(t=sql.Identifier(table))
+            while True:
+                cur = await conn.execute(statement, {"p": project_id, "n": batch_rows})
+                deleted += cur.rowcount
+                if cur.rowcount < batch_rows:
+                    break
+    return deleted
 
 
 def _set_lock_timeout(ms: int) -> sql.Composed:
     return sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{ms}ms"))
 
 
-async def drop_project_partitions(conn: AsyncConnection[Any], project_id: int, *, lock_timeout_ms: int) -> list[str]:
-    """Detach (CONCURRENTLY) and drop a project's partitions; `conn` must be in autocommit mode.
+async def retire_dead_blocks(db: Database, *, lock_timeout_ms: int) -> list[str]:
+    """Detach (CONCURRENTLY) and drop the partitions of blocks no project can use any more.
 
-    `DETACH ... CONCURRENTLY` takes only SHARE UPDATE EXCLUSIVE on the parent, so other tenants'
-    reads and writes go on. If an earlier attempt was interrupted half-way, the partition is left
-    "detach pending" and is finalized here. Safe to repeat.
+    The decision is taken under the creation fence; the DDL runs after it, outside any transaction
+    block. A step that cannot get its lock in time is left for the next round; a partition left
+    "detach pending" by an interrupted attempt is finalized. Safe to repeat.
     """
-    await conn.execute(_set_lock_timeout(lock_timeout_ms))
-    dropped = []
-    for table in await partitioned_tables(conn):
-        name = partition_name(table, project_id)
-        cur = await conn.execute(ATTACHED_SQL, (table,))
-        attached = {row[0]: row[1] for row in await cur.fetchall()}
-        if name in attached:
-            mode = sql.SQL("FINALIZE" if attached[name] else "CONCURRENTLY")
-            await conn.execute(
-                sql.SQL("ALTER TABLE {} DETACH PARTITION {} {}").format(
-                    sql.Identifier(table), sql.Identifier(name), mode
+    async with db.transaction(lock_timeout_ms=lock_timeout_ms) as conn:
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_FENCE_KEY,))
+        cur = await conn.execute("SELECT parent::text, partition_name, state FROM dead_project_blocks()")
+        dead = [(str(p), str(name), str(state)) for p, name, state in await cur.fetchall()]
+    dropped: list[str] = []
+    if not dead:
+        return dropped
+    async with db.autocommit() as conn:
+        for parent, name, state in dead:
+            await conn.execute(_set_lock_timeout(lock_timeout_ms))
+            if state != "detached":
+                mode = sql.SQL("FINALIZE" if state == "detach_pending" else "CONCURRENTLY")
+                await conn.execute(
+                    sql.SQL("ALTER TABLE {} DETACH PARTITION {} {}").format(
+                        sql.Identifier(parent), sql.Identifier(name), mode
+                    )
                 )
-            )
-        await conn.execute(_set_lock_timeout(min(lock_timeout_ms, DROP_LOCK_TIMEOUT_MS)))
-        await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
-        await conn.execute(_set_lock_timeout(lock_timeout_ms))
-        dropped.append(name)
+            await conn.execute(_set_lock_timeout(min(lock_timeout_ms, DROP_LOCK_TIMEOUT_MS)))
+            await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+            dropped.append(name)
     return dropped
+
+
+def reconcile_partitions(conn: psycopg.Connection[Any]) -> list[str]:
+    """Migration hook: make every block partition needed, inside each migration's transaction.
+
+    So a migration that adds a project table gives it the blocks of every other, atomically with the
+    table itself. Before migration 0004 defines the block functions there is nothing to do (earlier
+    migrations leave their partitions for 0004 to convert).
+    """
+    row = conn.execute("SELECT to_regproc('ensure_project_blocks') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return []
+    before = _block_partitions(conn)
+    conn.execute(_ENSURE_SQL)
+    return sorted(_block_partitions(conn) - before)
+
+
+def _block_partitions(conn: psycopg.Connection[Any]) -> set[str]:
+    rows = conn.execute(
+        "SELECT c.relname FROM project_partitioned_tables() AS t "
+        "JOIN pg_inherits i ON i.inhparent = t JOIN pg_class c ON c.oid = i.inhrelid"
+    ).fetchall()
+    return {str(r[0]) for r in rows}

@@ -76,8 +76,8 @@ class AltaluneServer:
 
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
-        self._reaper_wakeup = asyncio.Event()
-        self.container = Container.build(settings, database_url, on_project_deleted=self._reaper_wakeup.set)
+        self._upkeep_wakeup = asyncio.Event()
+        self.container = Container.build(settings, database_url, wake_upkeep=self._upkeep_wakeup.set)
         self._grpc = GrpcServer(self.container.routes, self.container.service_names)
         self._shutting_down = False
         gateway = HttpGateway(
@@ -130,7 +130,7 @@ class AltaluneServer:
         self._tasks = [
             asyncio.create_task(self._uvicorn.serve(sockets=[sock]), name="http"),
             asyncio.create_task(self._watch_health(), name="health"),
-            asyncio.create_task(self._reap_loop(), name="reaper"),
+            asyncio.create_task(self._upkeep_loop(), name="tenancy-upkeep"),
         ]
         while not self._uvicorn.started:
             if self._tasks[0].done():
@@ -177,16 +177,20 @@ class AltaluneServer:
                 serving = ok
             await asyncio.sleep(HEALTH_INTERVAL_S)
 
-    async def _reap_loop(self) -> None:
-        """Remove deleted projects' partitions soon after DeleteProject, and retry periodically."""
+    async def _upkeep_loop(self) -> None:
+        """Tenancy upkeep off the request path: block partitions ahead of need, purges of deleted
+        projects, removal of dead blocks. Runs at start, when woken (a delete, ids nearing the last
+        block made) and every reaper interval; every step is idempotent and serialised in the
+        database, so several processes may run it."""
         while True:
+            self._upkeep_wakeup.clear()
+            for step in (self.container.projects.prepare_blocks, self.container.projects.reap_deleted):
+                try:
+                    await step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("tenancy upkeep step postponed", step=step.__name__, error=type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.reaper_interval_s):
-                    await self._reaper_wakeup.wait()
-            self._reaper_wakeup.clear()
-            try:
-                await self.container.projects.reap_deleted()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reaper round failed")
+                    await self._upkeep_wakeup.wait()

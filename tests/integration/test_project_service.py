@@ -73,7 +73,7 @@ async def _employee_tables(container: Container) -> set[str]:
     """Every table named like a partition, attached or not (an orphan would show up here)."""
     rows = await _fetch(
         container,
-        "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname ~ '^employees_p[0-9]+$'",
+        "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname ~ '^employees_b[0-9]+$'",
     )
     return {str(r[0]) for r in rows}
 
@@ -140,13 +140,14 @@ async def test_an_update_changes_only_the_masked_fields(container: Container) ->
 async def test_creating_a_project_with_an_unknown_time_zone_is_invalid_and_creates_nothing(
     container: Container,
 ) -> None:
+    before = await _fetch(container, "SELECT project_last_issued_id()")
     with pytest.raises(InvalidArgument) as caught:
         await _create_project(container, "Acme", timezone="Mars/Olympus_Mons")
 
     assert [v.field for v in caught.value.violations] == ["timezone"]
     listed = await container.projects.query_projects(project_pb2.QueryProjectsRequest())
     assert list(listed.data) == []
-    assert await _employee_tables(container) == set()
+    assert await _fetch(container, "SELECT project_last_issued_id()") == before  # refused before any write
 
 
 async def test_updating_a_project_to_an_unknown_time_zone_is_invalid(container: Container) -> None:
@@ -225,118 +226,68 @@ async def test_a_deleted_projects_name_can_be_reused_immediately(container: Cont
     assert (await _get_employee(container, new.id, employee.id)).email == "ann@example.com"
 
 
-async def test_reaping_drops_the_deleted_projects_partitions_and_row_and_nothing_else(container: Container) -> None:
+async def test_reaping_purges_the_deleted_projects_rows_and_row_and_nothing_else(container: Container) -> None:
     doomed = await _create_project(container, "Doomed")
     kept = await _create_project(container, "Kept")
     await _create_employee(container, doomed.id, "ann@example.com")
     kept_employee = await _create_employee(container, kept.id, "ann@example.com")
     doomed_id = await _internal_id(container, doomed.id)
     kept_id = await _internal_id(container, kept.id)
+    partitions = await _employee_partitions(container)
     await _delete_project(container, doomed.id)
 
     purged = await container.projects.reap_deleted()
 
     assert purged == 1
-    assert await _employee_tables(container) == {f"employees_p{kept_id}"}
     assert await _fetch(container, "SELECT id FROM projects") == [(kept_id,)]
     assert await _fetch(container, "SELECT count(*) FROM employees WHERE project_id = %s", doomed_id) == [(0,)]
+    assert await _fetch(container, "SELECT count(*) FROM project_members WHERE project_id = %s", doomed_id) == [(0,)]
     assert (await _get_employee(container, kept.id, kept_employee.id)).id == kept_employee.id
+    assert await _employee_partitions(container) == partitions  # the block still holds the kept project
     assert await container.projects.reap_deleted() == 0
 
 
-async def test_reaping_behind_a_long_reader_does_not_block_other_tenants_and_finishes_later(
+async def test_purging_beside_a_long_reader_neither_waits_nor_blocks_other_tenants(
     container: Container, database_url: str
 ) -> None:
     doomed = await _create_project(container, "Doomed")
     other = await _create_project(container, "Other")
+    await _create_employee(container, doomed.id, "bob@example.com")
     other_employee = await _create_employee(container, other.id, "ann@example.com")
     doomed_id = await _internal_id(container, doomed.id)
     other_id = await _internal_id(container, other.id)
     await _delete_project(container, doomed.id)
 
-    # Another tenant's long report: an open transaction that has read `employees`.
+    # Another tenant's long report: an open transaction that has read `employees` (the same block).
     reader = await psycopg.AsyncConnection.connect(database_url)
-    observer = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
     try:
         await reader.execute("SELECT count(*) FROM employees WHERE project_id = %s", (other_id,))
-        reap = asyncio.create_task(container.projects.reap_deleted(lock_timeout_ms=1500))
-        # Wait until the reaper is actually stuck waiting for a lock.
-        for _ in range(200):
-            cur = await observer.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-            )
-            waiting = await cur.fetchone()
-            if waiting and waiting[0] > 0:
-                break
-            await asyncio.sleep(0.01)
-        else:
-            pytest.fail("the reaper never waited for the long reader")
-
-        durations: list[float] = []
-        for n in range(3):
-            started = time.perf_counter()
-            assert (await _get_employee(container, other.id, other_employee.id)).id == other_employee.id
-            await _create_employee(container, other.id, f"new{n}@example.com")
-            durations.append(time.perf_counter() - started)
-        assert not reap.done(), "the reaper gave up before the other tenant's calls were made"
-        assert max(durations) < 1.0, f"other tenant's calls were blocked: {durations}"
-
-        assert await reap == 0  # postponed: it could not finish while the reader runs
-        # The project stays invisible to users while its removal is pending.
-        with pytest.raises(ProjectNotFound):
-            await container.projects.get_project(project_pb2.GetProjectRequest(id=doomed.id))
+        started = time.perf_counter()
+        assert await container.projects.reap_deleted(lock_timeout_ms=1500) == 1
+        assert time.perf_counter() - started < 1.0, "the purge waited for the reader"
+        assert (await _get_employee(container, other.id, other_employee.id)).id == other_employee.id
+        await _create_employee(container, other.id, "new@example.com")
     finally:
         await reader.rollback()
         await reader.close()
-        await observer.close()
 
-    assert await container.projects.reap_deleted() == 1
-    assert await _employee_tables(container) == {f"employees_p{other_id}"}
     assert await _fetch(container, "SELECT count(*) FROM projects WHERE id = %s", doomed_id) == [(0,)]
     listed = await container.employees.query_employees(
         employee_pb2.QueryEmployeesRequest(project_id=other.id, query=common_pb2.QueryRequest())
     )
-    assert listed.meta.row_count == 4
+    assert listed.meta.row_count == 2
 
 
-async def test_a_project_created_while_the_reaper_waits_behind_a_long_reader_succeeds(
+async def test_removing_a_dead_block_while_another_transaction_reads_projects_stalls_other_tenants_only_briefly(
     container: Container, database_url: str
 ) -> None:
-    doomed = await _create_project(container, "Doomed")
-    other = await _create_project(container, "Other")
-    await _delete_project(container, doomed.id)
-
-    reader = await psycopg.AsyncConnection.connect(database_url)
-    try:
-        await reader.execute("SELECT count(*) FROM employees")
-        reap = asyncio.create_task(container.projects.reap_deleted(lock_timeout_ms=500))
-        await asyncio.sleep(0.1)
-        started = time.perf_counter()
-
-        fresh = await _create_project(container, "Fresh")  # waits for the reaper to give up, no longer
-
-        assert time.perf_counter() - started < 2.0
-        assert await reap == 0
-    finally:
-        await reader.rollback()
-        await reader.close()
-
-    ids = [await _internal_id(container, p.id) for p in (other, fresh)]
-    assert await container.projects.reap_deleted() == 1
-    assert await _employee_tables(container) == {f"employees_p{i}" for i in ids}
-    assert await _employee_partitions(container) == {f"employees_p{i}" for i in ids}
-
-
-async def test_reaping_while_another_transaction_reads_projects_stalls_other_tenants_only_briefly(
-    container: Container, database_url: str
-) -> None:
-    # Dropping a partition needs ACCESS EXCLUSIVE on `projects` (its foreign key's triggers live
-    # there); every tenant's call reads `projects`, so a long wait for that lock would stall them all.
-    doomed = await _create_project(container, "Doomed")
+    # Dropping a detached partition needs ACCESS EXCLUSIVE on `projects` (its foreign key's triggers
+    # live there); every tenant's call reads `projects`, so a long wait for that lock would stall them all.
     other = await _create_project(container, "Other")
     other_employee = await _create_employee(container, other.id, "ann@example.com")
-    await _delete_project(container, doomed.id)
+    async with container.db.transaction() as conn:  # every id of block 1 issued, none used: block 1 is dead
+        await conn.execute("SELECT setval(pg_get_serial_sequence('projects', 'id'), 3 * 256)")
+    await container.projects.prepare_blocks()
 
     reader = await psycopg.AsyncConnection.connect(database_url)
     try:
@@ -349,25 +300,28 @@ async def test_reaping_while_another_transaction_reads_projects_stalls_other_ten
             await _get_employee(container, other.id, other_employee.id)
             durations.append(time.perf_counter() - started)
             await asyncio.sleep(0.01)
-        assert await reap == 0  # the reaper met the reader and postponed
+        await reap
+        assert await _employee_tables(container) >= {"employees_b1"}, "dropped although the reader held projects"
         assert max(durations) < 0.5, f"other tenant's calls were blocked for {max(durations):.2f} s"
     finally:
         await reader.rollback()
         await reader.close()
 
-    assert await container.projects.reap_deleted() == 1
-    assert await _employee_tables(container) == {f"employees_p{await _internal_id(container, other.id)}"}
+    await container.projects.reap_deleted()
+    assert await _employee_tables(container) == {"employees_b0", "employees_b3", "employees_b4"}
 
 
-async def test_concurrent_project_creations_all_succeed_each_with_its_partition(container: Container) -> None:
+async def test_concurrent_project_creations_all_succeed_in_existing_blocks(container: Container) -> None:
+    partitions = await _employee_partitions(container)
+
     results = await asyncio.gather(*(_create_project(container, f"Tenant {n}") for n in range(12)))
 
     internal_ids = {await _internal_id(container, p.id) for p in results}
     assert len(internal_ids) == 12
-    assert await _employee_partitions(container) == {f"employees_p{i}" for i in internal_ids}
+    assert await _employee_partitions(container) == partitions
 
 
-async def test_concurrent_creates_deletes_reads_and_reaps_leave_exactly_one_partition_per_live_project(
+async def test_concurrent_creates_deletes_reads_and_reaps_leave_every_live_project_working(
     container: Container,
 ) -> None:
     earlier = [await _create_project(container, f"Earlier {n}") for n in range(5)]
@@ -383,6 +337,7 @@ async def test_concurrent_creates_deletes_reads_and_reaps_leave_exactly_one_part
         *(read(p) for p in earlier),
         *(container.projects.query_projects(project_pb2.QueryProjectsRequest()) for _ in range(3)),
         container.projects.reap_deleted(lock_timeout_ms=500),
+        container.projects.prepare_blocks(lock_timeout_ms=500),
     ]
     results = await asyncio.gather(*operations, return_exceptions=True)
 
@@ -394,8 +349,7 @@ async def test_concurrent_creates_deletes_reads_and_reaps_leave_exactly_one_part
         await container.projects.reap_deleted()
     live_ids = {int(r[0]) for r in await _fetch(container, "SELECT id FROM projects")}
     assert live_ids == {await _internal_id(container, p.id) for p in created}
-    assert await _employee_partitions(container) == {f"employees_p{i}" for i in live_ids}
-    assert await _employee_tables(container) == {f"employees_p{i}" for i in live_ids}
+    assert await _fetch(container, "SELECT count(*) FROM employees") == [(0,)]
     for project in created:
         employee = await _create_employee(container, project.id, "ann@example.com")
         assert (await _get_employee(container, project.id, employee.id)).id == employee.id
@@ -417,8 +371,14 @@ async def test_pooled_connections_force_custom_plans(container: Container) -> No
 
 
 async def test_repeating_the_same_employee_read_keeps_locking_only_its_own_partition(container: Container) -> None:
-    projects = [await _create_project(container, f"Tenant {n}") for n in range(50)]
-    target = projects[17]
+    async with container.db.transaction() as conn:  # spread the tenants over many blocks
+        await conn.execute("SELECT setval(pg_get_serial_sequence('projects', 'id'), 256)")
+    projects = []
+    for n in range(8):
+        projects.append(await _create_project(container, f"Tenant {n}"))
+        async with container.db.transaction() as conn:
+            await conn.execute("SELECT setval(pg_get_serial_sequence('projects', 'id'), %s)", ((n + 2) * 256,))
+    target = projects[5]
     employee = await _create_employee(container, target.id, "ann@example.com")
     target_id = await _internal_id(container, target.id)
     repo = EmployeeRepo()
@@ -430,7 +390,7 @@ async def test_repeating_the_same_employee_read_keeps_locking_only_its_own_parti
             assert row.public_id == employee.id
         cur = await conn.execute(
             "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-            "WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND c.relname ~ '^employees_p[0-9]+$'"
+            "WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND c.relname ~ '^employees_b[0-9]+$'"
         )
         locked = {str(r[0]) for r in await cur.fetchall()}
         cur = await conn.execute(
@@ -439,4 +399,5 @@ async def test_repeating_the_same_employee_read_keeps_locking_only_its_own_parti
         prepared = await cur.fetchone()
 
     assert prepared == (1,), "the read was never prepared; the test proves nothing"
-    assert locked <= {f"employees_p{target_id}"}, f"{len(locked)} partitions locked"
+    assert len(await _employee_partitions(container)) >= 9
+    assert locked <= {f"employees_b{target_id // 256}"}, f"{len(locked)} partitions locked"

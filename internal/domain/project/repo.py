@@ -10,7 +10,7 @@ from psycopg.rows import class_row
 
 from internal.domain.project.errors import ProjectNameTaken
 from internal.domain.project.model import NewProject, ProjectChanges, ProjectRow
-from internal.postgres.partitions import create_project_partitions, drop_project_partitions, lock_partitioned_tables
+from internal.postgres.partitions import CREATE_FENCE_KEY
 from internal.postgres.statements import column_list, set_clause
 from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 
@@ -38,18 +38,19 @@ QUERY_SPEC = QuerySpec(
 
 NAME_CONSTRAINT = "projects_live_name_key"
 
-# Composed once at import: the hot path only binds values.
+# Composed once at import: the hot path only binds values. The INSERT takes the block-creation fence
+# shared before the identity default draws the id (see partitions.CREATE_FENCE_KEY): a subquery
+# calling a volatile function is evaluated first and never flattened into the outer query.
 _INSERT = sql.SQL(
     "INSERT INTO projects (public_id, name, description, timezone, environment) "
-    "VALUES (%s, %s, %s, %s, %s) RETURNING {}"
-).format(_SELECT)
+    "SELECT %s, %s, %s, %s, %s FROM (SELECT pg_advisory_xact_lock_shared({fence})) AS fence RETURNING {columns}"
+).format(fence=sql.Literal(CREATE_FENCE_KEY), columns=_SELECT)
 _GET = sql.SQL("SELECT {} FROM projects WHERE public_id = %s AND deleted_at IS NULL").format(_SELECT)
 
 
 class ProjectRepo:
     async def insert(self, conn: AsyncConnection[Any], new: NewProject) -> ProjectRow:
-        """Insert the project and attach its partitions, in the caller's transaction."""
-        tables = await lock_partitioned_tables(conn)  # before the INSERT: see lock_partitioned_tables
+        """Insert the project row (no DDL: its block partitions are made ahead of need)."""
         try:
             cur = conn.cursor(row_factory=class_row(ProjectRow))
             await cur.execute(
@@ -62,7 +63,6 @@ class ProjectRepo:
                 raise ProjectNameTaken(new.name) from None
             raise
         assert row is not None
-        await create_project_partitions(conn, row.id, tables)
         return row
 
     async def add_owner(self, conn: AsyncConnection[Any], project_id: int, user_id: int) -> None:
@@ -117,8 +117,8 @@ class ProjectRepo:
         )
         return [int(row[0]) for row in await cur.fetchall()]
 
-    async def purge(self, autocommit_conn: AsyncConnection[Any], project_id: int, *, lock_timeout_ms: int) -> list[str]:
-        """Drop a hidden project's partitions, then its row. Idempotent; safe to retry."""
-        dropped = await drop_project_partitions(autocommit_conn, project_id, lock_timeout_ms=lock_timeout_ms)
-        await autocommit_conn.execute("DELETE FROM projects WHERE id = %s AND deleted_at IS NOT NULL", (project_id,))
-        return dropped
+    async def delete_purged(self, conn: AsyncConnection[Any], project_id: int) -> bool:
+        """Remove a hidden project's row once its rows are purged. The foreign keys cascade, so a row
+        a racing write committed after the purge goes with it."""
+        cur = await conn.execute("DELETE FROM projects WHERE id = %s AND deleted_at IS NOT NULL", (project_id,))
+        return cur.rowcount > 0

@@ -12,17 +12,31 @@ from internal.auth.principal import Caller
 from internal.domain.project.errors import ProjectNotFound
 from internal.domain.project.model import ENVIRONMENTS, NewProject, ProjectChanges
 from internal.domain.project.repo import QUERY_SPEC, ProjectRepo
-from internal.errors import AppError
+from internal.errors import AppError, Busy
 from internal.ids import new_public_id
 from internal.logs import get_logger
 from internal.postgres.database import Database
+from internal.postgres.partitions import (
+    BlockCoverage,
+    block_ready,
+    ensure_blocks,
+    purge_project_rows,
+    retire_dead_blocks,
+)
 from internal.query import params_from_proto
 from internal.validation import violation
 
 log = get_logger(__name__)
 
-# Partition DDL waits at most this long for its lock; a busy table answers UNAVAILABLE + RetryInfo.
+# Block DDL waits at most this long for its locks; a busy table answers UNAVAILABLE + RetryInfo.
 PARTITION_LOCK_TIMEOUT_MS = 3000
+# CreateProject retries this often when its id outran the blocks made ahead (each retry first makes
+# the blocks for the sequence's current position, so one retry is the rule).
+MAX_BLOCK_RETRIES = 5
+
+
+class _BlockMissing(Exception):
+    """The new project's id landed in a block without partitions: roll back, make it, retry."""
 
 
 class ProjectIdCache:
@@ -65,13 +79,16 @@ class ProjectService:
         repo: ProjectRepo,
         *,
         timezones: frozenset[str],
-        on_deleted: Callable[[], None] = lambda: None,
+        wake_upkeep: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
         self._repo = repo
         self._timezones = timezones
-        self._on_deleted = on_deleted
+        # Wakes the background upkeep (blocks ahead, purges) early: after a delete, or when new ids
+        # reach the last block made ahead.
+        self._wake_upkeep = wake_upkeep
         self._ids = ProjectIdCache()
+        self._blocks = BlockCoverage()
 
     def _check_timezone(self, timezone: str) -> None:
         if timezone not in self._timezones:
@@ -91,13 +108,25 @@ class ProjectService:
             timezone=request.timezone,
             environment=ENVIRONMENTS.from_proto(request.environment),
         )
-        # The project row and one partition per partitioned table commit together or not at all.
-        async with self._db.transaction(lock_timeout_ms=PARTITION_LOCK_TIMEOUT_MS) as conn:
-            row = await self._repo.insert(conn, new)
-            if caller is not None and caller.principal.user_id is not None:
-                await self._repo.add_owner(conn, row.id, caller.principal.user_id)
-        self._ids.put(row.public_id, row.id)
-        return project_pb2.CreateProjectResponse(project=row.to_entity().to_proto())
+        for _ in range(MAX_BLOCK_RETRIES):
+            try:
+                # The row and its owner commit together; the project's block partitions exist already.
+                async with self._db.transaction() as conn:
+                    row = await self._repo.insert(conn, new)
+                    if not self._blocks.covers(row.id) and not await block_ready(conn, row.id):
+                        raise _BlockMissing()
+                    if caller is not None and caller.principal.user_id is not None:
+                        await self._repo.add_owner(conn, row.id, caller.principal.user_id)
+            except _BlockMissing:
+                # Rare (a burst outran the keeper, or a sequence gap): make the blocks inline, serialised
+                # in the database, holding no lock on `projects` meanwhile; then draw a new id.
+                await self.prepare_blocks(lock_timeout_ms=PARTITION_LOCK_TIMEOUT_MS)
+                continue
+            self._ids.put(row.public_id, row.id)
+            if self._blocks.running_low(row.id):
+                self._wake_upkeep()
+            return project_pb2.CreateProjectResponse(project=row.to_entity().to_proto())
+        raise Busy("project partitions")
 
     async def get_project(self, request: project_pb2.GetProjectRequest) -> project_pb2.GetProjectResponse:
         async with self._db.connection() as conn:
@@ -127,7 +156,7 @@ class ProjectService:
         if internal is None:
             raise ProjectNotFound(request.id)
         self._ids.evict(request.id)
-        self._on_deleted()
+        self._wake_upkeep()
         return project_pb2.DeleteProjectResponse()
 
     async def query_projects(self, request: project_pb2.QueryProjectsRequest) -> project_pb2.QueryProjectsResponse:
@@ -155,20 +184,31 @@ class ProjectService:
         self._ids.evict(public_id)
         return ProjectNotFound(public_id)
 
-    async def reap_deleted(self, *, lock_timeout_ms: int = 2000) -> int:
-        """Drop partitions and rows of hidden projects; returns how many were purged.
+    async def prepare_blocks(self, *, lock_timeout_ms: int = 2000) -> int:
+        """Make the block partitions in use and the next block ahead of need; returns how many."""
+        async with self._db.transaction(lock_timeout_ms=lock_timeout_ms) as conn:
+            ensured = await ensure_blocks(conn)
+        self._blocks.extend(ensured)
+        if ensured.created:
+            log.info("project blocks made", partitions=ensured.created, covered_through=ensured.covered_through)
+        return ensured.created
 
-        A project whose DDL cannot get its lock in time is left for the next round.
+    async def reap_deleted(self, *, lock_timeout_ms: int = 2000) -> int:
+        """Purge hidden projects (rows in bounded batches, then the project row), then retire blocks
+        no project can use any more; returns how many projects were purged.
+
+        Each step is idempotent: a round cut short (lock timeout, restart) is finished by a later one.
         """
         async with self._db.connection() as conn:
             pending = await self._repo.deleted_ids(conn)
         purged = 0
         for project_id in pending:
             try:
-                async with self._db.autocommit() as conn:
-                    dropped = await self._repo.purge(conn, project_id, lock_timeout_ms=lock_timeout_ms)
+                rows = await purge_project_rows(self._db, project_id)
+                async with self._db.transaction(lock_timeout_ms=lock_timeout_ms) as conn:
+                    await self._repo.delete_purged(conn, project_id)
                 purged += 1
-                log.info("project purged", project_internal_id=project_id, partitions=len(dropped))
+                log.info("project purged", project_internal_id=project_id, rows=rows)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -178,4 +218,12 @@ class ProjectService:
                     error=type(exc).__name__,
                     detail=str(exc)[:200],
                 )
+        try:
+            dropped = await retire_dead_blocks(self._db, lock_timeout_ms=lock_timeout_ms)
+            if dropped:
+                log.info("project blocks removed", partitions=dropped)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("block removal postponed", error=type(exc).__name__, detail=str(exc)[:200])
         return purged
