@@ -42,7 +42,7 @@ class Settings:
     shutdown_grace_s: float = 10.0
     pool_min_size: int = 2
     pool_max_size: int = 8
-    pool_max_lifetime_s: float = 600.0
+    pool_max_lifetime_s: float = 3600.0
     reaper_interval_s: float = 30.0
     # The API key pepper file and the local issuer's key live here (0700 dir, 0600 files).
     secrets_dir: Path = REPO_ROOT / ".data" / "secrets"
@@ -136,7 +136,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         shutdown_grace_s=_number(env, "ALTALUNE_SHUTDOWN_GRACE_S", 10.0, low=0.0, high=300.0),
         pool_min_size=pool_min,
         pool_max_size=pool_max,
-        pool_max_lifetime_s=_number(env, "ALTALUNE_DB_POOL_MAX_LIFETIME_S", 600.0, low=10.0, high=86_400.0),
+        pool_max_lifetime_s=_number(env, "ALTALUNE_DB_POOL_MAX_LIFETIME_S", 3600.0, low=10.0, high=86_400.0),
         reaper_interval_s=_number(env, "ALTALUNE_REAPER_INTERVAL_S", 30.0, low=0.1, high=3600.0),
         secrets_dir=Path(env.get("ALTALUNE_SECRETS_DIR", "") or REPO_ROOT / ".data" / "secrets"),
         api_key_pepper=_pepper(env),

@@ -1,12 +1,14 @@
 -- Project tables hold BLOCKS of projects: partition `<table>_b<n>` of a table partitioned by
--- LIST (project_id) holds the 256 consecutive project ids n*256 .. n*256+255, so the number of
--- partitions grows with projects / 256, and CreateProject does no DDL. See docs/tenancy.md.
+-- LIST (project_id) holds the 1024 consecutive project ids n*1024 .. n*1024+1023, so the number of
+-- partitions grows with projects / 1024, and CreateProject does no DDL. See docs/tenancy.md.
 -- This migration defines the block functions and moves every existing per-project partition's
 -- rows into block partitions, in its one transaction.
 
--- The schema's block size. Changing it needs a migration that re-partitions every project table.
+-- The schema's block size, chosen from measurements (docs/tenancy.md). A partition's bound is kept in
+-- pg_class, which has no TOAST: 4096 ids per partition do not fit there, 1024 do. Changing it needs a
+-- migration that re-partitions every project table.
 CREATE FUNCTION project_block_size() RETURNS bigint
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT 256::bigint';
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT 1024::bigint';
 
 -- Every table of this schema partitioned by LIST (project_id): read from the catalog, so a
 -- migration that adds one needs no hand-kept list.

@@ -110,7 +110,7 @@ async def test_a_block_creation_cut_off_by_kill_9_leaves_nothing_and_is_made_by_
 ) -> None:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as observer:
         # Ids have reached block 3: blocks 3 and 4 must be made (api_keys first, then employees).
-        await observer.execute("SELECT setval(pg_get_serial_sequence('projects', 'id'), 3 * 256)")
+        await observer.execute("SELECT setval(pg_get_serial_sequence('projects', 'id'), 3 * 1024)")
         blocker = await psycopg.AsyncConnection.connect(database_url)
         try:
             await blocker.execute("LOCK TABLE employees IN SHARE MODE")  # ATTACH on employees must wait

@@ -22,7 +22,7 @@ from internal.postgres.partitions import CREATE_FENCE_KEY, purge_project_rows, r
 
 pytestmark = pytest.mark.integration
 
-BLOCK = 256
+BLOCK = 1024  # project_block_size(), checked by the first test
 
 NOTES_TABLE_SQL = """
 CREATE TABLE notes (
@@ -109,6 +109,7 @@ def _bound(block: int) -> str:
 async def test_a_fresh_database_has_the_first_block_and_one_ahead_in_every_project_table(
     container: Container,
 ) -> None:
+    assert await _fetch(container, "SELECT project_block_size()") == [(BLOCK,)]
     for table in ("employees", "api_keys"):
         assert await _partitions(container, table) == {f"{table}_b0": _bound(0), f"{table}_b1": _bound(1)}
     rows = await _fetch(
@@ -160,7 +161,7 @@ async def test_a_project_id_beyond_the_blocks_made_ahead_still_gets_a_working_pr
 async def test_many_concurrent_creations_across_a_block_boundary_all_succeed_without_deadlock(
     container: Container,
 ) -> None:
-    await _set_next_project_id(container, 2 * BLOCK - 10)  # ids 502.. cross from block 1 into block 2 (not made)
+    await _set_next_project_id(container, 2 * BLOCK - 10)  # the ids cross from block 1 into block 2 (not made)
 
     results = await asyncio.wait_for(
         asyncio.gather(*(_create_project(container, f"Tenant {n}") for n in range(40))), timeout=60

@@ -286,7 +286,7 @@ async def test_removing_a_dead_block_while_another_transaction_reads_projects_st
     other = await _create_project(container, "Other")
     other_employee = await _create_employee(container, other.id, "ann@example.com")
     async with container.db.transaction() as conn:  # every id of block 1 issued, none used: block 1 is dead
-        await conn.execute("SELECT setval(pg_get_serial_sequence('projects', 'id'), 3 * 256)")
+        await conn.execute("SELECT setval(pg_get_serial_sequence('projects', 'id'), 3 * 1024)")
     await container.projects.prepare_blocks()
 
     reader = await psycopg.AsyncConnection.connect(database_url)
@@ -370,14 +370,26 @@ async def test_pooled_connections_force_custom_plans(container: Container) -> No
     assert list(await asyncio.gather(setting(), setting())) == ["force_custom_plan", "force_custom_plan"]
 
 
+async def test_a_new_pooled_connection_has_the_project_tables_partition_descriptors_loaded(
+    container: Container,
+) -> None:
+    async with container.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT ident FROM pg_backend_memory_contexts WHERE name = 'partition descriptor' ORDER BY ident"
+        )
+        loaded = [str(r[0]) for r in await cur.fetchall()]
+
+    assert loaded == ["api_keys", "employees"]
+
+
 async def test_repeating_the_same_employee_read_keeps_locking_only_its_own_partition(container: Container) -> None:
     async with container.db.transaction() as conn:  # spread the tenants over many blocks
-        await conn.execute("SELECT setval(pg_get_serial_sequence('projects', 'id'), 256)")
+        await conn.execute("SELECT setval(pg_get_serial_sequence('projects', 'id'), 1024)")
     projects = []
     for n in range(8):
         projects.append(await _create_project(container, f"Tenant {n}"))
         async with container.db.transaction() as conn:
-            await conn.execute("SELECT setval(pg_get_serial_sequence('projects', 'id'), %s)", ((n + 2) * 256,))
+            await conn.execute("SELECT setval(pg_get_serial_sequence('projects', 'id'), %s)", ((n + 2) * 1024,))
     target = projects[5]
     employee = await _create_employee(container, target.id, "ann@example.com")
     target_id = await _internal_id(container, target.id)
@@ -400,4 +412,4 @@ async def test_repeating_the_same_employee_read_keeps_locking_only_its_own_parti
 
     assert prepared == (1,), "the read was never prepared; the test proves nothing"
     assert len(await _employee_partitions(container)) >= 9
-    assert locked <= {f"employees_b{target_id // 256}"}, f"{len(locked)} partitions locked"
+    assert locked <= {f"employees_b{target_id // 1024}"}, f"{len(locked)} partitions locked"
