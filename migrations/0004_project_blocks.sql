@@ -41,9 +41,17 @@ $$;
 
 -- The blocks that must have partitions: every block holding a project row (live, or deleted and
 -- waiting for its purge), the block the sequence is in, and the next one (made ahead of need).
+-- The blocks in use are found by skipping through the primary key, one probe per block, so the
+-- background upkeep costs the same at 10 and at 100,000 projects.
 CREATE FUNCTION project_blocks_needed() RETURNS SETOF bigint
     LANGUAGE sql VOLATILE AS $$
-    SELECT DISTINCT project_block(id) FROM projects
+    WITH RECURSIVE used (block) AS (
+        SELECT project_block(min(id)) FROM projects
+        UNION ALL
+        SELECT (SELECT project_block(min(p.id)) FROM projects p WHERE p.id >= (used.block + 1) * project_block_size())
+        FROM used WHERE used.block IS NOT NULL
+    )
+    SELECT block FROM used WHERE block IS NOT NULL
     UNION
     SELECT generate_series(project_block(project_last_issued_id()), project_block(project_last_issued_id()) + 1)
 $$;
@@ -131,12 +139,28 @@ CREATE FUNCTION dead_project_blocks()
 $$;
 
 -- Convert: detach every per-project partition, make the block partitions, move the rows, drop.
+-- One transaction locks every old partition with its indexes and TOAST table: check first that
+-- the server's lock table can hold that many, and say what to change if it cannot.
 DO $$
 DECLARE
     parent regclass;
     old regclass;
     columns text;
+    locks_needed bigint;
+    lock_slots bigint := current_setting('max_locks_per_transaction')::bigint
+        * (current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint);
 BEGIN
+    SELECT coalesce(sum(1 + (SELECT count(*) FROM pg_index x WHERE x.indrelid = c.oid)
+                        + CASE WHEN c.reltoastrelid <> 0 THEN 2 ELSE 0 END), 0) + 100
+    INTO locks_needed
+    FROM project_partitioned_tables() AS t
+    JOIN pg_inherits i ON i.inhparent = t
+    JOIN pg_class c ON c.oid = i.inhrelid;
+    IF locks_needed > lock_slots THEN
+        RAISE EXCEPTION 'converting the per-project partitions needs about % locks in one transaction; this server''s lock table holds % (max_locks_per_transaction × (max_connections + max_prepared_transactions))', locks_needed, lock_slots
+            USING HINT = format('Set max_locks_per_transaction to at least %s and restart PostgreSQL for this migration; it can be lowered again afterwards.',
+                                locks_needed / (current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint) + 1);
+    END IF;
     CREATE TEMPORARY TABLE old_partitions (parent regclass, partition regclass) ON COMMIT DROP;
     FOR parent IN SELECT * FROM project_partitioned_tables() LOOP
         FOR old IN SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = parent LOOP

@@ -1,7 +1,7 @@
 """Bearer tokens: reading the header, and the format, minting and hashing of API keys.
 
 An API key reads ``ak_<project public id>_<key public id>_<secret>``: the ids let the lookup
-name one partition and one row; the 40-symbol secret carries 200 random bits. Only
+name one project (so one partition) and one row; the 40-symbol secret carries 200 random bits. Only
 HMAC-SHA256(pepper, key) is stored: the key is high-entropy, so a fast keyed hash is right, and
 a slow password hash per request would be wasted work.
 """

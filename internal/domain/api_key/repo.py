@@ -86,7 +86,7 @@ class ApiKeyRepo:
         return {str(row[0]) for row in await cur.fetchall()}
 
     async def insert(self, conn: AsyncConnection[Any], project_id: int, new: NewApiKey) -> ApiKeyRow | None:
-        """None if the project is gone (no live row, or its partition was already removed)."""
+        """None if the project is gone (no live row, or its block partition was already removed)."""
         cur = conn.cursor(row_factory=class_row(ApiKeyRow))
         try:
             await cur.execute(

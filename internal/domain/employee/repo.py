@@ -71,7 +71,7 @@ class EmailTaken(Exception):
 
 class EmployeeRepo:
     async def insert(self, conn: AsyncConnection[Any], project_id: int, new: NewEmployee) -> EmployeeRow | None:
-        """None if the project is gone (no live row, or its partition was already removed)."""
+        """None if the project is gone (no live row, or its block partition was already removed)."""
         cur = conn.cursor(row_factory=class_row(EmployeeRow))
         try:
             await cur.execute(

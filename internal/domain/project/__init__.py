@@ -1,1 +1,2 @@
-"""Projects: the tenants. Every project-scoped table has one list partition per project."""
+"""Projects: the tenants. Every project-scoped table is list-partitioned by
+project, one partition per block of project ids (docs/tenancy.md)."""

@@ -100,7 +100,7 @@ class ProjectRepo:
         return await cur.fetchone()
 
     async def mark_deleted(self, conn: AsyncConnection[Any], public_id: str) -> int | None:
-        """Hide the project at once; its partitions are removed later by the reaper."""
+        """Hide the project at once; its rows are purged later by the background upkeep."""
         cur = await conn.execute(
             "UPDATE projects SET deleted_at = now() WHERE public_id = %s AND deleted_at IS NULL RETURNING id",
             (public_id,),
