@@ -27,6 +27,7 @@ from internal.server.http_gateway import CorsPolicy, HttpGateway
 log = get_logger("altalune.server")
 
 HEALTH_INTERVAL_S = 2.0
+UPKEEP_MIN_GAP_S = 1.0
 
 
 class ConnectApp(ConnectASGIApplication[None]):
@@ -181,7 +182,10 @@ class AltaluneServer:
         """Tenancy upkeep off the request path: block partitions ahead of need, purges of deleted
         projects, removal of dead blocks. Runs at start, when woken (a delete, ids nearing the last
         block made) and every reaper interval; every step is idempotent and serialised in the
-        database, so several processes may run it."""
+        database, so several processes may run it. Rounds are at least UPKEEP_MIN_GAP_S apart: a
+        burst of deletes is purged in one round, not in one round each (every round costs a dozen
+        statements, which other tenants' calls would wait behind under create/delete churn)."""
+        gap = min(UPKEEP_MIN_GAP_S, self.settings.reaper_interval_s)
         while True:
             self._upkeep_wakeup.clear()
             for step in (self.container.projects.prepare_blocks, self.container.projects.reap_deleted):
@@ -191,6 +195,7 @@ class AltaluneServer:
                     raise
                 except Exception as exc:
                     log.warning("tenancy upkeep step postponed", step=step.__name__, error=type(exc).__name__)
+            await asyncio.sleep(gap)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.reaper_interval_s):
+                async with asyncio.timeout(max(self.settings.reaper_interval_s - gap, 0.0)):
                     await self._upkeep_wakeup.wait()

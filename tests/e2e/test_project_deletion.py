@@ -48,6 +48,18 @@ async def make_project(client: Transport, name: str) -> project_pb2.Project:
     return (await client.call(CREATE_PROJECT, request)).ok().project
 
 
+async def make_employee(client: Transport, project_id: str, name: str, email: str) -> employee_pb2.Employee:
+    request = employee_pb2.CreateEmployeeRequest(
+        project_id=project_id,
+        name=name,
+        email=email,
+        role="Engineer",
+        department="R&D",
+        status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
+    )
+    return (await client.call(CREATE_EMPLOYEE, request)).ok().employee
+
+
 async def test_a_deleted_projects_rows_are_purged_within_seconds_while_other_tenants_keep_working(
     server: AltaluneServer, module_database_url: str, admin_token: str
 ) -> None:
@@ -55,41 +67,9 @@ async def test_a_deleted_projects_rows_are_purged_within_seconds_while_other_ten
     try:
         doomed = await make_project(client, "Doomed")
         other = await make_project(client, "Survivor")
-        employee = (
-            (
-                await client.call(
-                    CREATE_EMPLOYEE,
-                    employee_pb2.CreateEmployeeRequest(
-                        project_id=other.id,
-                        name="Grace Hopper",
-                        email="grace@example.com",
-                        role="Admiral",
-                        department="Navy",
-                        status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
-                    ),
-                )
-            )
-            .ok()
-            .employee
-        )
+        employee = await make_employee(client, other.id, "Grace Hopper", "grace@example.com")
         doomed_id = await internal_id(module_database_url, doomed.id)
-        doomed_employee = (
-            (
-                await client.call(
-                    CREATE_EMPLOYEE,
-                    employee_pb2.CreateEmployeeRequest(
-                        project_id=doomed.id,
-                        name="Ada Lovelace",
-                        email="ada@example.com",
-                        role="Countess",
-                        department="Math",
-                        status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
-                    ),
-                )
-            )
-            .ok()
-            .employee
-        )
+        doomed_employee = await make_employee(client, doomed.id, "Ada Lovelace", "ada@example.com")
         assert await leftovers(module_database_url, doomed_id) == ["row", f"employee {doomed_employee.id}"]
 
         (await client.call(DELETE_PROJECT, project_pb2.DeleteProjectRequest(id=doomed.id))).ok()

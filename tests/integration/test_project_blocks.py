@@ -19,66 +19,35 @@ from internal.domain.employee.errors import EmployeeNotFound
 from internal.domain.project.errors import ProjectNotFound
 from internal.postgres.migrations import DEFAULT_MIGRATIONS_DIR, migrate_up
 from internal.postgres.partitions import CREATE_FENCE_KEY, purge_project_rows, reconcile_partitions
+from tests.integration.projects import create_employee as _create_employee
+from tests.integration.projects import create_project as _create_project
+from tests.integration.projects import fetch as _fetch
+from tests.integration.projects import internal_id as _internal_id
 
 pytestmark = pytest.mark.integration
 
 BLOCK = 1024  # project_block_size(), checked by the first test
 
-NOTES_TABLE_SQL = """
-CREATE TABLE notes (
-    project_id bigint NOT NULL REFERENCES projects (id),
+
+def _project_table_sql(table: str) -> str:
+    """A project table as the recipe in docs/adding-a-domain.md declares one."""
+    return f"""
+CREATE TABLE {table} (
+    project_id bigint NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
     id         bigint GENERATED ALWAYS AS IDENTITY,
     body       text,
-    PRIMARY KEY (project_id, id)
-) PARTITION BY LIST (project_id)
-"""
-
-WIDGETS_MIGRATION = """
-CREATE TABLE widgets (
-    project_id bigint NOT NULL REFERENCES projects (id),
-    id         bigint GENERATED ALWAYS AS IDENTITY,
-    name       text,
     PRIMARY KEY (project_id, id)
 ) PARTITION BY LIST (project_id);
 """
 
 
-async def _create_project(container: Container, name: str) -> project_pb2.Project:
-    response = await container.projects.create_project(
-        project_pb2.CreateProjectRequest(name=name, timezone="Europe/Paris", environment=project_pb2.ENVIRONMENT_LIVE)
-    )
-    return response.project
-
-
-async def _create_employee(container: Container, project_id: str, email: str) -> employee_pb2.Employee:
-    response = await container.employees.create_employee(
-        employee_pb2.CreateEmployeeRequest(
-            project_id=project_id,
-            name="Ann Lee",
-            email=email,
-            role="Engineer",
-            department="R&D",
-            status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
-        )
-    )
-    return response.employee
-
-
-async def _fetch(container: Container, query: str | sql.Composed, *args: Any) -> list[tuple[Any, ...]]:
-    async with container.db.transaction() as conn:
-        cur = await conn.execute(query, args)
-        return list(await cur.fetchall())
+NOTES_TABLE_SQL = _project_table_sql("notes")
+WIDGETS_MIGRATION = _project_table_sql("widgets")
 
 
 async def _execute(container: Container, statement: str | sql.Composed, *args: Any) -> None:
     async with container.db.transaction() as conn:
         await conn.execute(statement, args or None)
-
-
-async def _internal_id(container: Container, public_id: str) -> int:
-    rows = await _fetch(container, "SELECT id FROM projects WHERE public_id = %s", public_id)
-    assert rows, f"no row for project {public_id}"
-    return int(rows[0][0])
 
 
 async def _partitions(container: Container, parent: str) -> dict[str, str]:
@@ -233,7 +202,7 @@ async def test_a_migration_adding_a_project_table_gives_it_every_block_in_use(
     await container.projects.reap_deleted()
     assert set(await _partitions(container, "employees")) == {"employees_b5", "employees_b6"}
     early_id = await _internal_id(container, early.id)
-    await _execute(container, sql.SQL("INSERT INTO widgets (project_id, name) VALUES ({}, 'w')").format(early_id))
+    await _execute(container, sql.SQL("INSERT INTO widgets (project_id, body) VALUES ({}, 'w')").format(early_id))
     # And employees still work in the pre-existing project.
     created = await _create_employee(container, early.id, "ann@example.com")
     listed = await container.employees.query_employees(

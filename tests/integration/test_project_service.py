@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import psycopg
 import pytest
@@ -15,49 +14,16 @@ from internal.container import Container
 from internal.domain.employee.repo import EmployeeRepo
 from internal.domain.project.errors import ProjectNameTaken, ProjectNotFound
 from internal.errors import InvalidArgument
+from tests.integration.projects import create_employee as _create_employee
+from tests.integration.projects import create_project as _create_project
+from tests.integration.projects import fetch as _fetch
+from tests.integration.projects import internal_id as _internal_id
 
 pytestmark = pytest.mark.integration
 
 
-async def _create_project(
-    container: Container, name: str, *, timezone: str = "Europe/Paris", description: str = ""
-) -> project_pb2.Project:
-    response = await container.projects.create_project(
-        project_pb2.CreateProjectRequest(
-            name=name, description=description, timezone=timezone, environment=project_pb2.ENVIRONMENT_LIVE
-        )
-    )
-    return response.project
-
-
-async def _create_employee(container: Container, project_id: str, email: str) -> employee_pb2.Employee:
-    response = await container.employees.create_employee(
-        employee_pb2.CreateEmployeeRequest(
-            project_id=project_id,
-            name="Ann Lee",
-            email=email,
-            role="Engineer",
-            department="R&D",
-            status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
-        )
-    )
-    return response.employee
-
-
 async def _delete_project(container: Container, public_id: str) -> None:
     await container.projects.delete_project(project_pb2.DeleteProjectRequest(id=public_id))
-
-
-async def _fetch(container: Container, query: str, *args: Any) -> list[tuple[Any, ...]]:
-    async with container.db.transaction() as conn:
-        cur = await conn.execute(query, args)
-        return list(await cur.fetchall())
-
-
-async def _internal_id(container: Container, public_id: str) -> int:
-    rows = await _fetch(container, "SELECT id FROM projects WHERE public_id = %s", public_id)
-    assert rows, f"no row for project {public_id}"
-    return int(rows[0][0])
 
 
 async def _employee_partitions(container: Container) -> set[str]:
