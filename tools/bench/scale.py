@@ -6,6 +6,8 @@ API, so that 100,000 projects take minutes instead of hours; then a real `altalu
 driven with grpcio clients. The same file runs unchanged on checkouts with one partition per project
 and with block partitions, so the two layouts can be compared figure by figure. It prints figures and
 asserts nothing: client and server share the machine's CPUs, so compare runs on the same machine only.
+The file is self-contained on purpose (its small client helpers repeat run.py's): copied onto an older
+checkout, it measures that checkout with the same code.
 """
 
 from __future__ import annotations
