@@ -138,13 +138,16 @@ CREATE FUNCTION dead_project_blocks()
     ORDER BY parent::text, block
 $$;
 
--- Convert: detach every per-project partition, make the block partitions, move the rows, drop.
+-- Convert: set every per-project partition's rows aside, drop those partitions, make the block
+-- partitions, put the rows back.
 -- One transaction locks every old partition with its indexes and TOAST table: check first that
 -- the server's lock table can hold that many, and say what to change if it cannot.
 DO $$
 DECLARE
     parent regclass;
     old regclass;
+    fk name;
+    definition text;
     columns text;
     locks_needed bigint;
     lock_slots bigint := current_setting('max_locks_per_transaction')::bigint
@@ -161,21 +164,39 @@ BEGIN
             USING HINT = format('Set max_locks_per_transaction to at least %s and restart PostgreSQL for this migration; it can be lowered again afterwards.',
                                 locks_needed / (current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint) + 1);
     END IF;
-    CREATE TEMPORARY TABLE old_partitions (parent regclass, partition regclass) ON COMMIT DROP;
-    FOR parent IN SELECT * FROM project_partitioned_tables() LOOP
-        FOR old IN SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = parent LOOP
-            EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', parent, old);
-            INSERT INTO old_partitions VALUES (parent, old);
-        END LOOP;
+    -- The project tables' foreign keys are dropped first (one command each, for every partition)
+    -- and added back once the rows are in place: one validating join instead of a check per row.
+    CREATE TEMPORARY TABLE project_foreign_keys (parent regclass, name name, definition text) ON COMMIT DROP;
+    INSERT INTO project_foreign_keys
+    SELECT conrelid::regclass, conname, pg_get_constraintdef(oid) FROM pg_constraint
+    WHERE contype = 'f' AND conparentid = 0 AND conrelid IN (SELECT * FROM project_partitioned_tables());
+    FOR parent, fk IN SELECT f.parent, f.name FROM project_foreign_keys f LOOP
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', parent, fk);
     END LOOP;
-    PERFORM ensure_project_blocks();
-    FOR parent, old IN SELECT * FROM old_partitions LOOP
+    CREATE TEMPORARY TABLE moved_tables (parent regclass, columns text) ON COMMIT DROP;
+    -- Rows are copied aside, the old partitions dropped while attached, then the rows go into the
+    -- blocks. Detaching them one by one instead was quadratic (measured at 3,000 projects: 294 s;
+    -- this way 10 s).
+    FOR parent IN SELECT * FROM project_partitioned_tables() LOOP
+        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = parent);
         -- Generated columns are computed again; identity values are kept as they are.
         SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO columns
         FROM pg_attribute
         WHERE attrelid = parent AND attnum > 0 AND NOT attisdropped AND attgenerated = '';
-        EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s', parent, columns, columns, old);
-        EXECUTE format('DROP TABLE %s', old);
+        EXECUTE format('CREATE TEMPORARY TABLE %I ON COMMIT DROP AS SELECT %s FROM %s',
+                       'moving_' || parent::oid, columns, parent);
+        INSERT INTO moved_tables VALUES (parent, columns);
+        FOR old IN SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = parent LOOP
+            EXECUTE format('DROP TABLE %s', old);
+        END LOOP;
+    END LOOP;
+    PERFORM ensure_project_blocks();
+    FOR parent, columns IN SELECT * FROM moved_tables LOOP
+        EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %I',
+                       parent, columns, columns, 'moving_' || parent::oid);
+    END LOOP;
+    FOR parent, fk, definition IN SELECT * FROM project_foreign_keys LOOP
+        EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', parent, fk, definition);
     END LOOP;
 END
 $$;

@@ -444,6 +444,15 @@ async def test_the_block_migration_moves_every_row_of_per_project_partitions_int
             "ORDER BY 1"
         ) == [("api_keys_b0",), ("api_keys_b1",), ("employees_b0",), ("employees_b1",)]
         assert await rows("SELECT count(*) FROM pg_inherits WHERE inhparent = 'employees'::regclass") == [(2,)]
+        # The foreign keys to projects are back, as they were.
+        assert await rows(
+            "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE contype = 'f' AND conparentid = 0 AND confrelid = 'projects'::regclass "
+            "AND conrelid IN ('employees'::regclass, 'api_keys'::regclass) ORDER BY 1"
+        ) == [
+            ("api_keys", "FOREIGN KEY (project_id) REFERENCES projects(id) ON DELETE CASCADE"),
+            ("employees", "FOREIGN KEY (project_id) REFERENCES projects(id) ON DELETE CASCADE"),
+        ]
         # Identity goes on after the kept ids; the unique keys hold in the blocks.
         first = before["ids"][0]
         cur = await conn.execute(
