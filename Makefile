@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: setup run migrate test test-unit test-integration test-e2e lint format typecheck generate \
-	generate-check proto-lint proto-breaking check bench bench-scale clean
+	generate-check proto-lint proto-breaking check bench bench-scale bench-blocks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,9 @@ bench: setup ## benchmarks that print figures (not timed tests)
 
 bench-scale: setup ## projects as tenants at scale (10 / 10,000 / 100,000 projects built in bulk): figures per N, slow
 	$(PY) tools/bench/scale.py
+
+bench-blocks: setup ## what the block size of project partitions costs, in bare SQL (docs/tenancy.md)
+	$(PY) tools/bench/blocks.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache *.egg-info
