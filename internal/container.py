@@ -39,6 +39,7 @@ from internal.domain.user.handler import UserHandler
 from internal.domain.user.repo import UserRepo
 from internal.domain.user.service import UserService
 from internal.postgres.database import Database, create_pool
+from internal.postgres.partitions import warm_connection
 from internal.server.endpoints import ServiceBinding, UnaryRoute, build_routes
 from internal.server.interceptors import default_chain
 from internal.validation import RequestValidator
@@ -81,6 +82,7 @@ class Container:
             max_size=settings.pool_max_size,
             max_lifetime_s=settings.pool_max_lifetime_s,
             statement_timeout_ms=settings.max_deadline_ms,
+            configure=warm_connection,
         )
         db = Database(pool, statement_timeout_ms=settings.max_deadline_ms)
         hasher = api_key_hasher(settings)

@@ -6,7 +6,7 @@ Every unit of work is a transaction that carries the request's remaining deadlin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -26,27 +26,6 @@ log = get_logger(__name__)
 CUSTOM_PLANS = "-c plan_cache_mode=force_custom_plan"
 POOL_WAIT_S = 5.0
 
-# Plans a statement on every project table that prunes to no partition: this loads each table's
-# partition descriptor (its cost grows with the number of projects: ~45 ms at 100,000) into the
-# new backend before a request needs it, without opening every partition (docs/tenancy.md).
-_WARM_SQL = """
-SELECT format('EXPLAIN SELECT 1 FROM %s WHERE project_id = -1', t) FROM project_partitioned_tables() AS t
-"""
-
-
-async def warm_connection(conn: AsyncConnection[Any]) -> None:
-    """Pool `configure` hook: load the project tables' partition descriptors ahead of requests."""
-    try:
-        cur = await conn.execute("SELECT to_regproc('project_partitioned_tables') IS NOT NULL")
-        row = await cur.fetchone()
-        if not row or not row[0]:
-            return  # not migrated yet
-        cur = await conn.execute(_WARM_SQL)
-        for (statement,) in await cur.fetchall():
-            await conn.execute(statement)
-    except psycopg.Error as exc:  # warming is an optimisation: never refuse a connection over it
-        log.warning("connection warm-up skipped", error=type(exc).__name__)
-
 
 def create_pool(
     conninfo: str,
@@ -55,13 +34,14 @@ def create_pool(
     max_size: int = 8,
     max_lifetime_s: float = 3600.0,
     statement_timeout_ms: int = 30_000,
+    configure: Callable[[AsyncConnection[Any]], Awaitable[None]] | None = None,
 ) -> AsyncConnectionPool[AsyncConnection[Any]]:
     """A closed pool; open it inside the running event loop (container start-up).
 
     Each partition a backend touches stays in its caches, so a backend's memory is bounded by the
     number of block partitions (~43 MB at 100,000 projects), not by its age; a new connection is
     cold (partition descriptors, first touch of each partition). So connections live long (an hour
-    by default) and are warmed before use (docs/tenancy.md).
+    by default) and `configure` warms each before use (docs/tenancy.md).
     """
     return AsyncConnectionPool(
         conninfo,
@@ -74,7 +54,7 @@ def create_pool(
         kwargs={"options": f"{CUSTOM_PLANS} -c statement_timeout={statement_timeout_ms}", "autocommit": True},
         timeout=POOL_WAIT_S,
         open=False,
-        configure=warm_connection,
+        configure=configure,
         name="altalune",
     )
 

@@ -91,6 +91,23 @@ async def project_tables(conn: AsyncConnection[Any]) -> list[str]:
     return [str(row[0]) for row in await cur.fetchall()]
 
 
+async def warm_connection(conn: AsyncConnection[Any]) -> None:
+    """Pool `configure` hook: plan one statement per project table that prunes to no partition.
+
+    That loads each table's partition descriptor (its cost grows with the number of projects: ~45 ms
+    at 100,000) into the new backend before a request needs it, without opening every partition.
+    """
+    try:
+        cur = await conn.execute("SELECT to_regproc('project_partitioned_tables') IS NOT NULL")
+        row = await cur.fetchone()
+        if not row or not row[0]:
+            return  # not migrated yet
+        for table in await project_tables(conn):
+            await conn.execute(sql.SQL("EXPLAIN SELECT 1 FROM {} WHERE project_id = -1").format(sql.Identifier(table)))
+    except psycopg.Error as exc:  # warming is an optimisation: never refuse a connection over it
+        log.warning("connection warm-up skipped", error=type(exc).__name__)
+
+
 async def purge_project_rows(db: Database, project_id: int, *, batch_rows: int = PURGE_BATCH_ROWS) -> int:
     """Delete every row of one project from every project table, `batch_rows` per statement.
 

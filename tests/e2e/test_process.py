@@ -29,6 +29,18 @@ EXPORT_LINE = re.compile(r"^export ALTALUNE_TOKEN=(\S+)$", re.MULTILINE)
 ADMIN_LINE = re.compile(r"^# Admin token for (\S+) \(user ([2-9a-hj-np-z]{14})\)", re.MULTILINE)
 
 
+def serve_env(database_url: str, secrets_dir: Path, grpc_port: int, http_port: int, **settings: str) -> dict[str, str]:
+    """The environment of a real `altalune serve`: this one's minus any ALTALUNE_* setting, plus these."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ALTALUNE_")},
+        "DATABASE_URL": database_url,
+        "ALTALUNE_SECRETS_DIR": str(secrets_dir),
+        "ALTALUNE_GRPC_PORT": str(grpc_port),
+        "ALTALUNE_HTTP_PORT": str(http_port),
+        **settings,
+    }
+
+
 async def wait_until_ready(http_port: int, process: asyncio.subprocess.Process) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=1.0) as http:
         for _ in range(300):
@@ -66,15 +78,14 @@ async def test_the_serve_command_answers_logs_json_and_exits_cleanly_on_sigterm(
     database_url: str, tmp_path: Path
 ) -> None:
     grpc_port, http_port = free_port(), free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ALTALUNE_")},
-        "DATABASE_URL": database_url,
-        "ALTALUNE_SECRETS_DIR": str(tmp_path / "secrets"),
-        "ALTALUNE_LOCAL_ISSUER": "on",
-        "ALTALUNE_GRPC_PORT": str(grpc_port),
-        "ALTALUNE_HTTP_PORT": str(http_port),
-        "ALTALUNE_LOG_FORMAT": "json",
-    }
+    env = serve_env(
+        database_url,
+        tmp_path / "secrets",
+        grpc_port,
+        http_port,
+        ALTALUNE_LOCAL_ISSUER="on",
+        ALTALUNE_LOG_FORMAT="json",
+    )
 
     code, out, err = await run_altalune(env, "bootstrap")
     assert code == 0, (out, err)

@@ -5,7 +5,6 @@ cut off leaves no partition behind and is made whole by the next start."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ import pytest
 
 from tests.conftest import TEST_PEPPER
 from tests.e2e.clients import free_port
-from tests.e2e.test_process import ALTALUNE, wait_until_ready
+from tests.e2e.test_process import ALTALUNE, serve_env, wait_until_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -27,16 +26,15 @@ pytestmark = pytest.mark.e2e
 async def serving(database_url: str, tmp_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
     """The real service on free ports; killed (SIGKILL) when the block ends if still running."""
     http_port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ALTALUNE_")},
-        "DATABASE_URL": database_url,
-        "ALTALUNE_SECRETS_DIR": str(tmp_path / "secrets"),
-        "ALTALUNE_API_KEY_PEPPER": TEST_PEPPER,
-        "ALTALUNE_GRPC_PORT": str(free_port()),
-        "ALTALUNE_HTTP_PORT": str(http_port),
-        "ALTALUNE_REAPER_INTERVAL_S": "0.5",
-        "ALTALUNE_LOG_LEVEL": "warning",
-    }
+    env = serve_env(
+        database_url,
+        tmp_path / "secrets",
+        free_port(),
+        http_port,
+        ALTALUNE_API_KEY_PEPPER=TEST_PEPPER,
+        ALTALUNE_REAPER_INTERVAL_S="0.5",
+        ALTALUNE_LOG_LEVEL="warning",
+    )
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ALTALUNE),
