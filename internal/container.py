@@ -92,8 +92,8 @@ class Container:
             timezones=frozenset(zoneinfo.available_timezones()),
             wake_upkeep=wake_upkeep,
         )
-        employees = EmployeeService(db, EmployeeRepo(), projects)
-        api_keys = ApiKeyService(db, ApiKeyRepo(), projects, hasher)
+        employees = EmployeeService(db, EmployeeRepo())
+        api_keys = ApiKeyService(db, ApiKeyRepo(), hasher)
         iam = IamService(db, IamRepo())
         users = UserService(db, UserRepo())
         roles = RoleService(db, RoleRepo())
@@ -123,7 +123,7 @@ class Container:
             validator=RequestValidator(),
             max_deadline_ms=settings.max_deadline_ms,
             max_concurrent_calls=settings.max_concurrent_calls,
-            authenticate=Authenticate(Authenticator(db, store, TokenVerifier(trusted), hasher, projects), rules),
+            authenticate=Authenticate(Authenticator(db, store, TokenVerifier(trusted), hasher), rules),
             authorize=Authorize(Authorizer(db, store), rules),
         )
         return cls(

@@ -25,10 +25,9 @@ from internal.auth.oidc import IssuerUnavailable, TokenRejected, TokenVerifier, 
 from internal.auth.policy import AccessRule
 from internal.auth.principal import Caller, Principal, PrincipalKind
 from internal.auth.store import AccessStore, Membership
-from internal.domain.project.errors import ProjectNotFound
-from internal.domain.project.service import ProjectResolver
 from internal.errors import AppError
 from internal.postgres.database import Database
+from internal.tenancy import ProjectNotFound, ProjectRef
 
 # Compared against when a key id is unknown, so both paths cost one HMAC.
 _NO_HASH = bytes(32)
@@ -49,14 +48,11 @@ class Authenticated:
 
 
 class Authenticator:
-    def __init__(
-        self, db: Database, store: AccessStore, verifier: TokenVerifier, hasher: ApiKeyHasher, projects: ProjectResolver
-    ) -> None:
+    def __init__(self, db: Database, store: AccessStore, verifier: TokenVerifier, hasher: ApiKeyHasher) -> None:
         self._db = db
         self._store = store
         self._verifier = verifier
         self._hasher = hasher
-        self._projects = projects
 
     async def authenticate(self, headers: Mapping[str, str], project_hint: str | None = None) -> Authenticated:
         """Who is calling. `project_hint` (the call's project id, if well-formed) lets a user's
@@ -76,12 +72,9 @@ class Authenticator:
         parsed = parse_api_key(token)
         if parsed is None:
             raise invalid
-        try:
-            project_id = await self._projects.resolve_project_id(parsed.project_public_id)
-        except ProjectNotFound:
-            raise invalid from None
         async with self._db.connection() as conn:
-            row = await self._store.api_key(conn, project_id, parsed.key_public_id)
+            # A key of a deleted project is as invalid as an unknown key.
+            row = await self._store.api_key(conn, parsed.project_public_id, parsed.key_public_id)
             if not self._hasher.matches(token, row.secret_hash if row else _NO_HASH) or row is None:
                 raise invalid
             if not row.active:
@@ -89,8 +82,9 @@ class Authenticator:
             if row.expired:
                 raise Unauthenticated("API_KEY_EXPIRED", "the API key has expired")
             if row.stale_last_used:
-                await self._store.touch_api_key(conn, project_id, parsed.key_public_id)
-        return Principal.api_key(parsed.key_public_id, project_id, parsed.project_public_id, frozenset(row.scopes))
+                await self._store.touch_api_key(conn, row.project_id, parsed.key_public_id)
+        project = ProjectRef(parsed.project_public_id, row.project_id)
+        return Principal.api_key(parsed.key_public_id, project, frozenset(row.scopes))
 
     async def _user(self, token: str, project_hint: str | None) -> Authenticated:
         try:
@@ -132,11 +126,12 @@ class Authorizer:
         assert rule.project_field is not None
         project = str(getattr(request, rule.project_field))
         if is_key:
-            if project != principal.key_project_public_id:
+            key_project = principal.key_project
+            if key_project is None or project != key_project.public_id:
                 raise self._no_such_project(project)
             if rule.permission not in principal.permissions:
                 raise PermissionDenied(rule.permission)
-            return Caller(principal=principal, permissions=principal.permissions, project_id=principal.key_project_id)
+            return Caller(principal=principal, permissions=principal.permissions, project=key_project)
         assert principal.user_id is not None
         if hint is not None and hint.project_public_id == project:
             membership = hint.membership
@@ -149,7 +144,10 @@ class Authorizer:
         if rule.permission not in permissions:
             raise PermissionDenied(rule.permission)
         return Caller(
-            principal=principal, permissions=permissions, project_id=membership.project_id, project_role=membership.role
+            principal=principal,
+            permissions=permissions,
+            project=ProjectRef(project, membership.project_id),
+            project_role=membership.role,
         )
 
     @staticmethod

@@ -6,6 +6,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from internal.tenancy import ProjectRef
+
 
 class PrincipalKind(StrEnum):
     USER = "user"
@@ -20,8 +22,7 @@ class Principal:
     user_id: int | None = None  # internal id
     user_public_id: str | None = None
     api_key_public_id: str | None = None
-    key_project_id: int | None = None  # internal id of the key's project
-    key_project_public_id: str | None = None
+    key_project: ProjectRef | None = None  # the key's project, live when the key was checked
     # API key: its scopes. User: the global permissions of their roles.
     permissions: frozenset[str] = field(default_factory=frozenset)
 
@@ -30,35 +31,31 @@ class Principal:
         """How the access log names the caller (never a secret)."""
         if self.kind is PrincipalKind.USER:
             return f"user:{self.user_public_id}"
-        return f"api_key:{self.key_project_public_id}/{self.api_key_public_id}"
+        project = self.key_project.public_id if self.key_project else "?"
+        return f"api_key:{project}/{self.api_key_public_id}"
 
     @classmethod
     def user(cls, user_id: int, public_id: str, global_permissions: frozenset[str] = frozenset()) -> Principal:
         return cls(PrincipalKind.USER, user_id=user_id, user_public_id=public_id, permissions=global_permissions)
 
     @classmethod
-    def api_key(cls, key_public_id: str, project_id: int, project_public_id: str, scopes: frozenset[str]) -> Principal:
-        return cls(
-            PrincipalKind.API_KEY,
-            api_key_public_id=key_public_id,
-            key_project_id=project_id,
-            key_project_public_id=project_public_id,
-            permissions=scopes,
-        )
+    def api_key(cls, key_public_id: str, project: ProjectRef, scopes: frozenset[str]) -> Principal:
+        return cls(PrincipalKind.API_KEY, api_key_public_id=key_public_id, key_project=project, permissions=scopes)
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
     """The principal plus what authorization granted for this call.
 
-    For a project-scoped RPC, `project_id` is the project the call acts in and `permissions` are
-    the caller's permissions there (the member's project role grants, or the key's scopes). For a
-    global RPC, `permissions` are the user's global permissions and `project_id` is None.
+    For a project-scoped RPC, `project` is the project the call acts in (live, resolved once by
+    authorization) and `permissions` are the caller's permissions there (the member's project role
+    grants, or the key's scopes). For a global RPC, `permissions` are the user's global permissions
+    and `project` is None.
     """
 
     principal: Principal
     permissions: frozenset[str]
-    project_id: int | None = None
+    project: ProjectRef | None = None
     project_role: str | None = None  # the user's membership role; None for API keys
 
     @property
@@ -78,6 +75,14 @@ def current_caller() -> Caller:
     if caller is None:
         raise NoCaller("no authorized caller in this context")
     return caller
+
+
+def current_project() -> ProjectRef:
+    """The project of the current project-scoped call, as authorization resolved it."""
+    project = current_caller().project
+    if project is None:
+        raise NoCaller("the current call is not scoped to a project")
+    return project
 
 
 def set_caller(caller: Caller | None) -> None:

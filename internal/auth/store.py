@@ -1,5 +1,6 @@
-"""The SQL behind authentication and authorization: one statement per question, nothing cached,
-so a deactivation or a revoked grant holds from the very next request."""
+"""The SQL behind authentication and authorization: one statement per call, nothing cached, so a
+deactivation or a revoked grant holds from the very next request. Each statement also finds the
+call's project (live) and its internal id, which the call then carries (internal.tenancy)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from psycopg.rows import class_row
 
 @dataclass(frozen=True, slots=True)
 class ApiKeyCredential:
+    project_id: int  # internal id of the key's project, live at the time of the lookup
     secret_hash: bytes
     scopes: list[str]
     active: bool
@@ -47,12 +49,10 @@ class Membership:
 # than the request.
 LAST_USED_RESOLUTION = "60 seconds"
 
+# The key's live project and the key row in one round trip (migrations/0005_api_key_credential.sql).
 _API_KEY = f"""
-SELECT secret_hash, scopes, active, expires_at <= now() AS expired,
-       (last_used_at IS NULL OR last_used_at < now() - interval '{LAST_USED_RESOLUTION}') AS stale_last_used
-FROM api_keys
-WHERE project_id = %(project_id)s AND public_id = %(key_id)s
-  AND EXISTS (SELECT 1 FROM projects p WHERE p.id = %(project_id)s AND p.deleted_at IS NULL)
+SELECT project_id, secret_hash, scopes, active, expired, stale_last_used
+FROM api_key_credential(%(project)s, %(key_id)s, interval '{LAST_USED_RESOLUTION}')
 """
 
 _GLOBAL_PERMISSIONS = """
@@ -87,9 +87,12 @@ _MEMBERSHIP_ONLY = _MEMBERSHIP.format(user="%(user)s", project="%(project)s")
 
 
 class AccessStore:
-    async def api_key(self, conn: AsyncConnection[Any], project_id: int, key_public_id: str) -> ApiKeyCredential | None:
+    async def api_key(
+        self, conn: AsyncConnection[Any], project_public_id: str, key_public_id: str
+    ) -> ApiKeyCredential | None:
+        """None when the key or its live project does not exist."""
         cur = conn.cursor(row_factory=class_row(ApiKeyCredential))
-        await cur.execute(_API_KEY, {"project_id": project_id, "key_id": key_public_id})
+        await cur.execute(_API_KEY, {"project": project_public_id, "key_id": key_public_id})
         return await cur.fetchone()
 
     async def touch_api_key(self, conn: AsyncConnection[Any], project_id: int, key_public_id: str) -> None:

@@ -2,12 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from psycopg import sql
 
 from altalune.v1 import employee_pb2, project_pb2
 from internal.container import Container
+from internal.tenancy import ProjectNotFound, ProjectRef
+
+
+async def project_ref(container: Container, public_id: str) -> ProjectRef:
+    """What authorization hands a project-scoped call: the live project, or ProjectNotFound."""
+    rows = await fetch(container, "SELECT id FROM projects WHERE public_id = %s AND deleted_at IS NULL", public_id)
+    if not rows:
+        raise ProjectNotFound(public_id)
+    return ProjectRef(public_id, int(rows[0][0]))
+
+
+class AsAuthorized:
+    """A project-scoped service called as the server calls it: the request's `project_id` is first
+    resolved to the live project (ProjectNotFound if missing or deleted), then passed in."""
+
+    def __init__(self, container: Container, service: object) -> None:
+        self._container = container
+        self._service = service
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self._service, name)
+
+        async def call(request: Any, *args: Any) -> Any:
+            return await method(await project_ref(self._container, request.project_id), request, *args)
+
+        return call
+
+
+def employees(container: Container) -> AsAuthorized:
+    return AsAuthorized(container, container.employees)
 
 
 async def create_project(
@@ -22,7 +53,7 @@ async def create_project(
 
 
 async def create_employee(container: Container, project_id: str, email: str) -> employee_pb2.Employee:
-    response = await container.employees.create_employee(
+    response = await employees(container).create_employee(
         employee_pb2.CreateEmployeeRequest(
             project_id=project_id,
             name="Ann Lee",

@@ -19,8 +19,9 @@ from internal.container import Container
 from internal.domain.api_key.errors import ApiKeyNameTaken, ApiKeyNotFound, ApiKeyScopeExceedsCaller
 from internal.domain.api_key.repo import ApiKeyRepo
 from internal.domain.api_key.service import ApiKeyService
-from internal.domain.project.errors import ProjectNotFound
 from internal.errors import InvalidArgument
+from internal.tenancy import ProjectNotFound
+from tests.integration.projects import AsAuthorized
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +45,13 @@ PROJECT_PERMISSIONS = frozenset(
 KEY_SHAPE = re.compile(r"^ak_([2-9a-hj-np-z]{14})_([2-9a-hj-np-z]{14})_([2-9a-hj-np-z]{40})$")
 
 
-def _service(container: Container) -> ApiKeyService:
-    return ApiKeyService(container.db, ApiKeyRepo(), container.projects, HASHER)
+def _service(container: Container) -> AsAuthorized:
+    return AsAuthorized(container, ApiKeyService(container.db, ApiKeyRepo(), HASHER))
 
 
 def _caller(permissions: frozenset[str] = PROJECT_PERMISSIONS) -> Caller:
     return Caller(
-        principal=Principal.user(1, "23456789abcdef"), permissions=permissions, project_id=None, project_role="owner"
+        principal=Principal.user(1, "23456789abcdef"), permissions=permissions, project=None, project_role="owner"
     )
 
 
@@ -68,7 +69,7 @@ async def _create_project(container: Container, name: str) -> str:
 
 
 async def _create(
-    service: ApiKeyService,
+    service: AsAuthorized,
     project_id: str,
     *,
     name: str = "Deploy bot",
@@ -84,20 +85,20 @@ async def _create(
     )
 
 
-async def _get(service: ApiKeyService, project_id: str, key_id: str) -> api_key_pb2.ApiKey:
+async def _get(service: AsAuthorized, project_id: str, key_id: str) -> api_key_pb2.ApiKey:
     response = await service.get_api_key(api_key_pb2.GetApiKeyRequest(project_id=project_id, id=key_id))
     return response.api_key
 
 
 async def _query(
-    service: ApiKeyService, project_id: str, query: common_pb2.QueryRequest | None = None
+    service: AsAuthorized, project_id: str, query: common_pb2.QueryRequest | None = None
 ) -> api_key_pb2.QueryApiKeysResponse:
     return await service.query_api_keys(
         api_key_pb2.QueryApiKeysRequest(project_id=project_id, query=query or common_pb2.QueryRequest())
     )
 
 
-async def _names(service: ApiKeyService, project_id: str, query: common_pb2.QueryRequest | None = None) -> list[str]:
+async def _names(service: AsAuthorized, project_id: str, query: common_pb2.QueryRequest | None = None) -> list[str]:
     return [key.name for key in (await _query(service, project_id, query)).data]
 
 

@@ -10,7 +10,8 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from altalune.v1 import common_pb2, employee_pb2, project_pb2
 from internal.container import Container
 from internal.domain.employee.errors import EmployeeEmailTaken, EmployeeNotFound
-from internal.domain.project.errors import ProjectNotFound
+from internal.tenancy import ProjectNotFound
+from tests.integration.projects import employees
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,7 @@ async def _create_employee(
     department: str = "R&D",
     status: employee_pb2.EmployeeStatus = employee_pb2.EMPLOYEE_STATUS_ACTIVE,
 ) -> employee_pb2.Employee:
-    response = await container.employees.create_employee(
+    response = await employees(container).create_employee(
         employee_pb2.CreateEmployeeRequest(
             project_id=project_id, name=name, email=email, role=role, department=department, status=status
         )
@@ -43,7 +44,7 @@ async def _create_employee(
 
 
 async def _get(container: Container, project_id: str, employee_id: str) -> employee_pb2.Employee:
-    response = await container.employees.get_employee(
+    response = await employees(container).get_employee(
         employee_pb2.GetEmployeeRequest(project_id=project_id, id=employee_id)
     )
     return response.employee
@@ -52,7 +53,7 @@ async def _get(container: Container, project_id: str, employee_id: str) -> emplo
 async def _update(
     container: Container, project_id: str, employee_id: str, paths: list[str], **fields: str
 ) -> employee_pb2.Employee:
-    response = await container.employees.update_employee(
+    response = await employees(container).update_employee(
         employee_pb2.UpdateEmployeeRequest(
             project_id=project_id, id=employee_id, update_mask=FieldMask(paths=paths), **fields
         )
@@ -61,7 +62,7 @@ async def _update(
 
 
 async def _query(container: Container, project_id: str) -> list[employee_pb2.Employee]:
-    response = await container.employees.query_employees(
+    response = await employees(container).query_employees(
         employee_pb2.QueryEmployeesRequest(project_id=project_id, query=common_pb2.QueryRequest())
     )
     return list(response.data)
@@ -94,7 +95,7 @@ async def test_an_employee_of_one_project_is_not_found_through_another_project(c
     with pytest.raises(EmployeeNotFound):
         await _update(container, project_b, employee.id, ["name", "role"], name="Mallory", role="Owner")
     with pytest.raises(EmployeeNotFound):
-        await container.employees.delete_employee(
+        await employees(container).delete_employee(
             employee_pb2.DeleteEmployeeRequest(project_id=project_b, id=employee.id)
         )
     assert await _query(container, project_b) == []
@@ -118,7 +119,7 @@ async def test_an_unknown_employee_is_not_found_for_get_update_and_delete(contai
     with pytest.raises(EmployeeNotFound):
         await _update(container, project_id, UNKNOWN_ID, ["role"], role="CTO")
     with pytest.raises(EmployeeNotFound):
-        await container.employees.delete_employee(
+        await employees(container).delete_employee(
             employee_pb2.DeleteEmployeeRequest(project_id=project_id, id=UNKNOWN_ID)
         )
 
@@ -180,7 +181,7 @@ async def test_an_update_can_change_the_status_and_several_fields_at_once(contai
     project_id = await _create_project(container, "Acme")
     before = await _create_employee(container, project_id)
 
-    after = await container.employees.update_employee(
+    after = await employees(container).update_employee(
         employee_pb2.UpdateEmployeeRequest(
             project_id=project_id,
             id=before.id,
@@ -203,12 +204,14 @@ async def test_a_deleted_employee_is_gone_and_its_email_is_free_again(container:
     project_id = await _create_project(container, "Acme")
     employee = await _create_employee(container, project_id, email="ann@example.com")
 
-    await container.employees.delete_employee(employee_pb2.DeleteEmployeeRequest(project_id=project_id, id=employee.id))
+    await employees(container).delete_employee(
+        employee_pb2.DeleteEmployeeRequest(project_id=project_id, id=employee.id)
+    )
 
     with pytest.raises(EmployeeNotFound):
         await _get(container, project_id, employee.id)
     with pytest.raises(EmployeeNotFound):
-        await container.employees.delete_employee(
+        await employees(container).delete_employee(
             employee_pb2.DeleteEmployeeRequest(project_id=project_id, id=employee.id)
         )
     again = await _create_employee(container, project_id, email="ann@example.com")

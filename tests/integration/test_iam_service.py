@@ -27,9 +27,10 @@ from internal.domain.iam.errors import (
 )
 from internal.domain.iam.repo import IamRepo
 from internal.domain.iam.service import IamService
-from internal.domain.project.errors import ProjectNotFound
 from internal.ids import new_public_id
 from internal.postgres.database import Database
+from internal.tenancy import ProjectNotFound, ProjectRef
+from tests.integration.projects import internal_id
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,7 @@ async def _project(container: Container, name: str) -> Project:
         project_pb2.CreateProjectRequest(name=name, timezone="Europe/Paris", environment=project_pb2.ENVIRONMENT_LIVE)
     )
     public_id = response.project.id
-    return Project(await container.projects.resolve_project_id(public_id), public_id)
+    return Project(await internal_id(container, public_id), public_id)
 
 
 async def _join(container: Container, project: Project, user: User, role: str) -> None:
@@ -135,7 +136,7 @@ def _caller(user: User, project: Project, role: str) -> Caller:
     return Caller(
         principal=Principal.user(user.id, user.public_id),
         permissions=frozenset({"member:read", "member:write"}),
-        project_id=project.id,
+        project=ProjectRef(project.public_id, project.id),
         project_role=role,
     )
 
@@ -573,10 +574,11 @@ async def test_a_users_projects_are_its_live_memberships_sorted_by_name(containe
 
 async def test_api_keys_have_no_projects_of_their_own(container: Container, iam: IamService) -> None:
     project = await _project(container, "Acme")
-    key = Principal.api_key("keykeykeykey22", project.id, project.public_id, frozenset({"member:read"}))
+    ref = ProjectRef(project.public_id, project.id)
+    key = Principal.api_key("keykeykeykey22", ref, frozenset({"member:read"}))
 
     with pytest.raises(ApiKeyNotAllowed):
-        await iam.list_my_projects(iam_pb2.ListMyProjectsRequest(), Caller(key, key.permissions, project.id))
+        await iam.list_my_projects(iam_pb2.ListMyProjectsRequest(), Caller(key, key.permissions, ref))
 
 
 async def test_a_deleted_project_has_no_members_to_list_add_change_or_remove(

@@ -16,11 +16,12 @@ from psycopg import sql
 from altalune.v1 import common_pb2, employee_pb2, project_pb2
 from internal.container import Container
 from internal.domain.employee.errors import EmployeeNotFound
-from internal.domain.project.errors import ProjectNotFound
 from internal.postgres.migrations import DEFAULT_MIGRATIONS_DIR, migrate_up
 from internal.postgres.partitions import CREATE_FENCE_KEY, purge_project_rows, reconcile_partitions
+from internal.tenancy import ProjectNotFound
 from tests.integration.projects import create_employee as _create_employee
 from tests.integration.projects import create_project as _create_project
+from tests.integration.projects import employees
 from tests.integration.projects import fetch as _fetch
 from tests.integration.projects import internal_id as _internal_id
 
@@ -116,7 +117,9 @@ async def test_a_project_id_beyond_the_blocks_made_ahead_still_gets_a_working_pr
     for table in ("employees", "api_keys"):
         assert f"{table}_b{internal // BLOCK}" in await _partitions(container, table)
     employee = await _create_employee(container, project.id, "ann@example.com")
-    got = await container.employees.get_employee(employee_pb2.GetEmployeeRequest(project_id=project.id, id=employee.id))
+    got = await employees(container).get_employee(
+        employee_pb2.GetEmployeeRequest(project_id=project.id, id=employee.id)
+    )
     assert got.employee.email == "ann@example.com"
     # Only the blocks in use and the next one were made, not the gap.
     assert set(await _partitions(container, "employees")) == {
@@ -205,7 +208,7 @@ async def test_a_migration_adding_a_project_table_gives_it_every_block_in_use(
     await _execute(container, sql.SQL("INSERT INTO widgets (project_id, body) VALUES ({}, 'w')").format(early_id))
     # And employees still work in the pre-existing project.
     created = await _create_employee(container, early.id, "ann@example.com")
-    listed = await container.employees.query_employees(
+    listed = await employees(container).query_employees(
         employee_pb2.QueryEmployeesRequest(project_id=early.id, query=common_pb2.QueryRequest())
     )
     assert [e.id for e in listed.data] == [created.id]
@@ -244,7 +247,7 @@ async def test_purging_a_big_tenant_removes_its_rows_in_batches_and_leaves_other
 
     await container.projects.delete_project(project_pb2.DeleteProjectRequest(id=doomed.id))
     with pytest.raises(ProjectNotFound):
-        await container.employees.query_employees(
+        await employees(container).query_employees(
             employee_pb2.QueryEmployeesRequest(project_id=doomed.id, query=common_pb2.QueryRequest())
         )
     # A purge cut short keeps what it did; the next one finishes (batches commit on their own).
@@ -255,7 +258,7 @@ async def test_purging_a_big_tenant_removes_its_rows_in_batches_and_leaves_other
 
     assert await _fetch(container, "SELECT count(*) FROM employees WHERE project_id = %s", doomed_id) == [(0,)]
     assert await _fetch(container, "SELECT id FROM projects") == [(kept_id,)]
-    got = await container.employees.get_employee(
+    got = await employees(container).get_employee(
         employee_pb2.GetEmployeeRequest(project_id=kept.id, id=kept_employee.id)
     )
     assert got.employee.id == kept_employee.id
@@ -326,7 +329,7 @@ async def test_removing_blocks_behind_a_long_reader_does_not_block_other_tenants
         durations: list[float] = []
         for n in range(3):
             started = asyncio.get_running_loop().time()
-            got = await container.employees.get_employee(
+            got = await employees(container).get_employee(
                 employee_pb2.GetEmployeeRequest(project_id=other.id, id=other_employee.id)
             )
             assert got.employee.id == other_employee.id
@@ -355,14 +358,14 @@ async def test_nothing_of_a_purged_project_is_readable_through_a_new_project(con
     new = await _create_project(container, "Acme")
 
     assert await _internal_id(container, new.id) > 0
-    listed = await container.employees.query_employees(
+    listed = await employees(container).query_employees(
         employee_pb2.QueryEmployeesRequest(project_id=new.id, query=common_pb2.QueryRequest())
     )
     assert list(listed.data) == []
     with pytest.raises(ProjectNotFound):
-        await container.employees.get_employee(employee_pb2.GetEmployeeRequest(project_id=old.id, id=old_employee.id))
+        await employees(container).get_employee(employee_pb2.GetEmployeeRequest(project_id=old.id, id=old_employee.id))
     with pytest.raises(EmployeeNotFound):
-        await container.employees.get_employee(employee_pb2.GetEmployeeRequest(project_id=new.id, id=old_employee.id))
+        await employees(container).get_employee(employee_pb2.GetEmployeeRequest(project_id=new.id, id=old_employee.id))
 
 
 # --- converting a database with one partition per project --------------------------------------

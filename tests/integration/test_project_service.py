@@ -12,10 +12,12 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from altalune.v1 import common_pb2, employee_pb2, project_pb2
 from internal.container import Container
 from internal.domain.employee.repo import EmployeeRepo
-from internal.domain.project.errors import ProjectNameTaken, ProjectNotFound
+from internal.domain.project.errors import ProjectNameTaken
 from internal.errors import InvalidArgument
+from internal.tenancy import ProjectNotFound
 from tests.integration.projects import create_employee as _create_employee
 from tests.integration.projects import create_project as _create_project
+from tests.integration.projects import employees
 from tests.integration.projects import fetch as _fetch
 from tests.integration.projects import internal_id as _internal_id
 
@@ -45,7 +47,7 @@ async def _employee_tables(container: Container) -> set[str]:
 
 
 async def _get_employee(container: Container, project_id: str, employee_id: str) -> employee_pb2.Employee:
-    response = await container.employees.get_employee(
+    response = await employees(container).get_employee(
         employee_pb2.GetEmployeeRequest(project_id=project_id, id=employee_id)
     )
     return response.employee
@@ -163,13 +165,13 @@ async def test_a_deleted_project_is_gone_at_once_for_projects_and_employees(cont
     employee_calls = [
         _get_employee(container, project.id, employee.id),
         _create_employee(container, project.id, "bob@example.com"),
-        container.employees.update_employee(
+        employees(container).update_employee(
             employee_pb2.UpdateEmployeeRequest(
                 project_id=project.id, id=employee.id, role="CTO", update_mask=FieldMask(paths=["role"])
             )
         ),
-        container.employees.delete_employee(employee_pb2.DeleteEmployeeRequest(project_id=project.id, id=employee.id)),
-        container.employees.query_employees(
+        employees(container).delete_employee(employee_pb2.DeleteEmployeeRequest(project_id=project.id, id=employee.id)),
+        employees(container).query_employees(
             employee_pb2.QueryEmployeesRequest(project_id=project.id, query=common_pb2.QueryRequest())
         ),
     ]
@@ -238,7 +240,7 @@ async def test_purging_beside_a_long_reader_neither_waits_nor_blocks_other_tenan
         await reader.close()
 
     assert await _fetch(container, "SELECT count(*) FROM projects WHERE id = %s", doomed_id) == [(0,)]
-    listed = await container.employees.query_employees(
+    listed = await employees(container).query_employees(
         employee_pb2.QueryEmployeesRequest(project_id=other.id, query=common_pb2.QueryRequest())
     )
     assert listed.meta.row_count == 2

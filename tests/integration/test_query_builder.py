@@ -11,6 +11,7 @@ from altalune.v1 import common_pb2, employee_pb2, project_pb2
 from internal.container import Container
 from internal.errors import InvalidArgument
 from internal.query.builder import MAX_PAGE_SIZE
+from tests.integration.projects import employees
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,7 @@ async def _employee(
     department: str = "Ops",
     status: employee_pb2.EmployeeStatus = employee_pb2.EMPLOYEE_STATUS_ACTIVE,
 ) -> str:
-    response = await container.employees.create_employee(
+    response = await employees(container).create_employee(
         employee_pb2.CreateEmployeeRequest(
             project_id=project_id, name=name, email=email, role=role, department=department, status=status
         )
@@ -66,7 +67,7 @@ def _request(
 async def _employees(
     container: Container, project_id: str, query: common_pb2.QueryRequest
 ) -> employee_pb2.QueryEmployeesResponse:
-    return await container.employees.query_employees(
+    return await employees(container).query_employees(
         employee_pb2.QueryEmployeesRequest(project_id=project_id, query=query)
     )
 

@@ -14,7 +14,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
 from internal.domain.employee.errors import EmployeeEmailTaken, EmployeeNotFound
-from internal.domain.project.errors import ProjectNameTaken, ProjectNotFound
+from internal.domain.project.errors import ProjectNameTaken
 from internal.errors import (
     AppError,
     Busy,
@@ -27,6 +27,7 @@ from internal.errors import (
     to_connect_error,
     to_grpc_status,
 )
+from internal.tenancy import ProjectNotFound
 
 M = TypeVar("M", bound=Message)
 STATUS_DETAILS_KEY = "grpc-status-details-bin"

@@ -21,9 +21,9 @@ from google.rpc import error_details_pb2
 
 from altalune.v1 import project_pb2
 from internal import deadlines
-from internal.domain.project.errors import ProjectNotFound
 from internal.server.endpoints import ServiceBinding, UnaryRoute, build_routes
 from internal.server.interceptors import REQUEST_ID_HEADER, default_chain
+from internal.tenancy import ProjectNotFound
 from internal.validation import RequestValidator
 
 SERVICE = project_pb2.DESCRIPTOR.services_by_name["ProjectService"]

@@ -1,31 +1,39 @@
-"""`make bench`: throughput, latency and memory figures of a real server, printed as a table.
+"""`make bench`: what a call costs on top of the bare stack, with 1 worker and with N workers.
 
-The server runs in its own process (`altalune serve`) on a throw-away embedded PostgreSQL with
-fsync off; the load generator is this process (grpcio and connectrpc clients), so on a 2-core machine
-client and server share the CPUs: the figures are for comparing changes on the same machine.
+Set-up: a throw-away embedded PostgreSQL (fsync off), migrated, an administrator, projects and 201
+employees in the first project, an API key. Then, for each worker count, a bare echo service
+(tools/bench/echo.py: the same stack and messages, no interceptors, no database) and the real
+`altalune serve` are driven by the same load generator, one after the other: GetEmployee and
+QueryEmployees (keyword + filter + sort, page of 20) over Connect JSON and gRPC, with an API key and
+with a login JWT. Each figure is printed with its percentage of the echo's figure on the same
+transport and worker count, measured minutes apart in the same run.
+
+The load generator runs in `--load-processes` processes (2 by default) on the same machine as the
+server: client and server share the CPUs, so compare runs on the same machine only, alternated.
+`--server-repo` measures another checkout's server (its own .venv) with this file's load generator.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
+import multiprocessing
 import os
-import random
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
-import protovalidate
-from connectrpc.codec import proto_json_codec
 
 from altalune.v1 import (
     api_key_pb2,
@@ -40,15 +48,11 @@ from internal.auth.bootstrap import ensure_admin
 from internal.auth.oidc import LocalIssuer
 from internal.container import LOCAL_ISSUER_KEY_FILE
 from internal.postgres.embedded import EmbeddedPostgres
-from internal.postgres.migrations import DEFAULT_MIGRATIONS_DIR, migrate_up
-from internal.postgres.partitions import reconcile_partitions
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -59,9 +63,41 @@ def _letters(n: int) -> str:
     return "".join(chr(ord("a") + int(d)) for d in str(n)).capitalize()
 
 
-class _Bearer(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    """Adds `authorization: Bearer <token>` to every call of a channel."""
+def _rss_mb(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
+
+def _process_tree(pid: int) -> list[int]:
+    """The process and its children (the workers of a supervisor)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = [pid]
+    with contextlib.suppress(OSError):
+        for child in children.read_text().split():
+            found.extend(_process_tree(int(child)))
+    return found
+
+
+# --- load generator (runs in its own processes) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    transport: str  # "grpc" | "connect"
+    port: int
+    rpc: str  # "GetEmployee" | "QueryEmployees"
+    request: bytes
+    token: str | None
+    concurrency: int
+    seconds: float
+    prefix: str = "/api"  # where the Connect routes are mounted
+    channels: int = 4
+
+
+class _Bearer(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     def __init__(self, token: str) -> None:
         self.token = token
 
@@ -70,230 +106,301 @@ class _Bearer(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         return await continuation(details._replace(metadata=metadata), request)
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+async def _drive(case: Case) -> tuple[int, int, list[float]]:
+    """(calls that succeeded, calls that failed, latencies in ms) over case.seconds."""
+    request_type = employee_pb2.GetEmployeeRequest if case.rpc == "GetEmployee" else employee_pb2.QueryEmployeesRequest
+    request = request_type.FromString(case.request)
+    closers: list[Any] = []
+    calls: list[Any] = []
+    if case.transport == "grpc":
+        for _ in range(case.channels):
+            channel = grpc.aio.insecure_channel(
+                f"127.0.0.1:{case.port}",
+                options=[("grpc.use_local_subchannel_pool", 1)],  # one connection per channel
+                interceptors=[_Bearer(case.token)] if case.token else None,
+            )
+            closers.append(channel.close)
+            stub = employee_pb2_grpc.EmployeeServiceStub(channel)
+            calls.append(getattr(stub, case.rpc))
+    else:
+        from connectrpc.codec import proto_json_codec
 
-
-async def _load(call: Callable[[], Awaitable[object]], *, seconds: float, concurrency: int) -> tuple[int, list[float]]:
+        client = employee_connect.EmployeeServiceClient(
+            f"http://127.0.0.1:{case.port}{case.prefix}",
+            codec=proto_json_codec(),
+            send_compression=None,
+        )
+        await client.__aenter__()
+        closers.append(lambda: client.__aexit__(None, None, None))
+        method = client.get_employee if case.rpc == "GetEmployee" else client.query_employees
+        headers = {"authorization": f"Bearer {case.token}"} if case.token else {}
+        calls.append(lambda r: method(r, headers=headers))
     latencies: list[float] = []
-    stop_at = time.perf_counter() + seconds
+    failed = 0
+    # One warm-up call per caller, then the clock starts.
+    for call in calls:
+        with contextlib.suppress(Exception):
+            await call(request)
+    stop_at = time.perf_counter() + case.seconds
 
-    async def worker() -> None:
+    async def caller(index: int) -> None:
+        nonlocal failed
+        call = calls[index % len(calls)]
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
-            await call()
+            try:
+                await call(request)
+            except Exception:
+                failed += 1
+                continue
             latencies.append((time.perf_counter() - started) * 1000)
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return len(latencies), latencies
+    await asyncio.gather(*(caller(i) for i in range(case.concurrency)))
+    for close in closers:
+        await close()
+    return len(latencies), failed, latencies
 
 
-def _row(name: str, count: int, seconds: float, latencies: list[float]) -> str:
-    ordered = sorted(latencies)
-    p50 = statistics.median(ordered)
-    p99 = ordered[int(len(ordered) * 0.99) - 1]
-    return f"{name:<54} {count / seconds:>9.0f} {p50:>9.2f} {p99:>9.2f}"
+def _drive_in_process(case: Case) -> tuple[int, int, list[float]]:
+    return asyncio.run(_drive(case))
 
 
-async def bench(seconds: float, concurrency: int, partitions: int) -> None:
-    root = Path(tempfile.mkdtemp(prefix="altalune-bench-"))
-    root.chmod(0o755)
-    pg = EmbeddedPostgres(root / "pg", durable=False)
-    url = pg.start()
-    migrate_up(url, DEFAULT_MIGRATIONS_DIR, after_each=reconcile_partitions)
-    secrets = root / "secrets"
-    admin = ensure_admin(url)
-    admin_token = LocalIssuer.load_or_create(secrets / LOCAL_ISSUER_KEY_FILE).mint(
-        user_public_id=admin.public_id, email=admin.email, ttl_s=3600
+@dataclass
+class Figure:
+    rate: float
+    p50: float
+    p99: float
+    failed: int
+
+
+def load(pool: concurrent.futures.ProcessPoolExecutor, processes: int, case: Case) -> Figure:
+    share = Case(**{**case.__dict__, "concurrency": max(case.concurrency // processes, 1)})
+    results = list(pool.map(_drive_in_process, [share] * processes))
+    latencies = sorted(lat for _, _, part in results for lat in part)
+    count = sum(n for n, _, _ in results)
+    failed = sum(f for _, f, _ in results)
+    if not latencies:
+        return Figure(0.0, 0.0, 0.0, failed)
+    return Figure(
+        count / case.seconds,
+        statistics.median(latencies),
+        latencies[max(int(len(latencies) * 0.99) - 1, 0)],
+        failed,
     )
-    grpc_port, http_port = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "ALTALUNE_GRPC_PORT": str(grpc_port),
-        "ALTALUNE_HTTP_PORT": str(http_port),
-        "ALTALUNE_LOG_LEVEL": "warning",
-        "ALTALUNE_SECRETS_DIR": str(secrets),
-    }
-    server = subprocess.Popen(  # noqa: ASYNC220  (started once, before any load)
-        [sys.executable, str(REPO / "cmd" / "altalune"), "serve"], env=env, cwd=REPO
-    )
+
+
+# --- servers ---------------------------------------------------------------------------------------
+
+
+def _wait_for_port(port: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
     try:
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}", interceptors=[_Bearer(admin_token)])
-        await asyncio.wait_for(channel.channel_ready(), 30)
-        projects = project_pb2_grpc.ProjectServiceStub(channel)
-        employees = employee_pb2_grpc.EmployeeServiceStub(channel)
-        rss_start = _rss_mb(server.pid)
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
-        print(
-            f"\nAltalune benchmark  ({seconds:.0f} s per row, {concurrency} concurrent calls, {partitions} projects"
-            " = employees partitions, 2 cores shared)"
-        )
-        print(f"{'case':<54} {'calls/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
 
-        create_ms: list[float] = []
-        project_ids: list[str] = []
-        for i in range(partitions):
-            started = time.perf_counter()
-            response = await projects.CreateProject(
-                project_pb2.CreateProjectRequest(
-                    name=f"Bench {i}", timezone="UTC", environment=project_pb2.ENVIRONMENT_LIVE
-                )
-            )
-            create_ms.append((time.perf_counter() - started) * 1000)
-            project_ids.append(response.project.id)
-        first = project_ids[0]
-        employee = await employees.CreateEmployee(
-            employee_pb2.CreateEmployeeRequest(
-                project_id=first,
-                name="Ada",
-                email="ada@example.com",
-                role="Engineer",
-                department="R&D",
-                status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
+@dataclass
+class Setup:
+    url: str
+    secrets: Path
+    project: str
+    employee: str
+    admin_token: str
+    api_key: str
+
+
+async def _populate(grpc_port: int, admin_token: str, projects: int) -> tuple[str, str, str]:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}", interceptors=[_Bearer(admin_token)])
+    await asyncio.wait_for(channel.channel_ready(), 30)
+    project_stub = project_pb2_grpc.ProjectServiceStub(channel)
+    employee_stub = employee_pb2_grpc.EmployeeServiceStub(channel)
+    ids = []
+    for i in range(projects):
+        created = await project_stub.CreateProject(
+            project_pb2.CreateProjectRequest(
+                name=f"Bench {i}", timezone="UTC", environment=project_pb2.ENVIRONMENT_LIVE
             )
         )
-        for i in range(200):
-            await employees.CreateEmployee(
-                employee_pb2.CreateEmployeeRequest(
-                    project_id=first,
-                    name=f"Person {_letters(i)}",
-                    email=f"p{i}@example.com",
-                    role=f"Role {i % 7}",
-                    department=f"Dept {i % 5}",
-                    status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
-                )
-            )
-        first_100, last_100 = create_ms[:100], create_ms[-100:]
-        print(
-            _row("CreateProject, first 100 projects (gRPC, serial)", len(first_100), sum(first_100) / 1000, first_100)
-        )
-        print(
-            _row(
-                f"CreateProject, projects {partitions - len(last_100)}..{partitions} (serial)",
-                len(last_100),
-                sum(last_100) / 1000,
-                last_100,
-            )
-        )
-
-        get_project = project_pb2.GetProjectRequest(id=first)
-        n, lat = await _load(lambda: projects.GetProject(get_project), seconds=seconds, concurrency=concurrency)
-        print(_row("GetProject (gRPC, grpcio aio client)", n, seconds, lat))
-
-        get_employee = employee_pb2.GetEmployeeRequest(project_id=first, id=employee.employee.id)
-        n, lat = await _load(lambda: employees.GetEmployee(get_employee), seconds=seconds, concurrency=concurrency)
-        print(_row("GetEmployee (gRPC, user JWT: user + membership lookups)", n, seconds, lat))
-
-        expires = api_key_pb2.CreateApiKeyRequest().expires_at
-        expires.FromSeconds(int(time.time()) + 86_400)
-        key = await api_key_pb2_grpc.ApiKeyServiceStub(channel).CreateApiKey(
-            api_key_pb2.CreateApiKeyRequest(
-                project_id=first, name="bench", scopes=["employee:read"], expires_at=expires
-            )
-        )
-        key_channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}", interceptors=[_Bearer(key.secret)])
-        key_employees = employee_pb2_grpc.EmployeeServiceStub(key_channel)
-        n, lat = await _load(lambda: key_employees.GetEmployee(get_employee), seconds=seconds, concurrency=concurrency)
-        print(_row("GetEmployee (gRPC, API key: one lookup + HMAC)", n, seconds, lat))
-        await key_channel.close()
-
-        anonymous_channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}")
-        anonymous = employee_pb2_grpc.EmployeeServiceStub(anonymous_channel)
-
-        async def unauthenticated() -> None:
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                await anonymous.GetEmployee(get_employee)
-
-        n, lat = await _load(unauthenticated, seconds=seconds, concurrency=concurrency)
-        print(_row("GetEmployee without credentials -> UNAUTHENTICATED", n, seconds, lat))
-        await anonymous_channel.close()
-
-        rng = random.Random(7)
-        missing = "2" * 14
-
-        async def get_in_random_project() -> None:
-            request = employee_pb2.GetEmployeeRequest(project_id=rng.choice(project_ids), id=missing)
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                await employees.GetEmployee(request)
-
-        n, lat = await _load(get_in_random_project, seconds=seconds, concurrency=concurrency)
-        print(_row(f"GetEmployee, random one of {partitions} partitions (gRPC)", n, seconds, lat))
-
-        async with employee_connect.EmployeeServiceClient(
-            f"http://127.0.0.1:{http_port}/api", codec=proto_json_codec(), send_compression=None
-        ) as connect_client:
-            auth = {"authorization": f"Bearer {admin_token}"}
-            n, lat = await _load(
-                lambda: connect_client.get_employee(get_employee, headers=auth),
-                seconds=seconds,
-                concurrency=concurrency,
-            )
-        print(_row("GetEmployee (Connect JSON, connectrpc client)", n, seconds, lat))
-
-        query = employee_pb2.QueryEmployeesRequest(project_id=first)
-        query.query.pagination.page_size = 20
-        query.query.keyword = "person"
-        query.query.filters["department"].values.append("Dept 1")
-        n, lat = await _load(lambda: employees.QueryEmployees(query), seconds=seconds, concurrency=concurrency)
-        print(_row("QueryEmployees: keyword+filter+count+catalog (gRPC)", n, seconds, lat))
-
-        bad = project_pb2.CreateProjectRequest()
-
-        async def invalid() -> None:
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                await projects.CreateProject(bad)
-
-        n, lat = await _load(invalid, seconds=seconds, concurrency=concurrency)
-        print(_row("CreateProject invalid -> INVALID_ARGUMENT (gRPC)", n, seconds, lat))
-
-        print(
-            f"\nserver RSS: {rss_start:.1f} MB after start-up and creates, {_rss_mb(server.pid):.1f} MB after the runs"
-        )
-
-        validator = protovalidate.Validator()
-        request = employee_pb2.CreateEmployeeRequest(
+        ids.append(created.project.id)
+    first = ids[0]
+    employee = await employee_stub.CreateEmployee(
+        employee_pb2.CreateEmployeeRequest(
             project_id=first,
-            name="Ada Lovelace",
+            name="Ada",
             email="ada@example.com",
             role="Engineer",
             department="R&D",
             status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
         )
-        rounds = 20_000
-        started = time.perf_counter()
-        for _ in range(rounds):
-            validator.collect_violations(request)
-        valid_us = (time.perf_counter() - started) / rounds * 1e6
-        started = time.perf_counter()
-        for _ in range(rounds // 4):
-            validator.collect_violations(bad)
-        invalid_us = (time.perf_counter() - started) / (rounds // 4) * 1e6
-        print(
-            f"protovalidate: valid CreateEmployeeRequest {valid_us:.1f} us/op, empty CreateProjectRequest "
-            f"(3 violations) {invalid_us:.1f} us/op"
+    )
+    for i in range(200):
+        await employee_stub.CreateEmployee(
+            employee_pb2.CreateEmployeeRequest(
+                project_id=first,
+                name=f"Person {_letters(i)}",
+                email=f"p{i}@example.com",
+                role=f"Role {i % 7}",
+                department=f"Dept {i % 5}",
+                status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
+            )
         )
-        await channel.close()
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    expires = api_key_pb2.CreateApiKeyRequest().expires_at
+    expires.FromSeconds(int(time.time()) + 86_400)
+    key = await api_key_pb2_grpc.ApiKeyServiceStub(channel).CreateApiKey(
+        api_key_pb2.CreateApiKeyRequest(project_id=first, name="bench", scopes=["employee:read"], expires_at=expires)
+    )
+    await channel.close()
+    return first, employee.employee.id, key.secret
+
+
+def _server_env(setup: Setup, grpc_port: int, http_port: int, workers: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": setup.url,
+        "ALTALUNE_GRPC_PORT": str(grpc_port),
+        "ALTALUNE_HTTP_PORT": str(http_port),
+        "ALTALUNE_LOG_LEVEL": "warning",
+        "ALTALUNE_SECRETS_DIR": str(setup.secrets),
+        "ALTALUNE_WORKERS": str(workers),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--projects", type=int, default=1000, help="projects (partitions) created first")
+    parser.add_argument("--concurrency", type=int, default=16, help="calls in flight, over all load processes")
+    parser.add_argument("--projects", type=int, default=1000, help="projects created first (one block = 1024)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="N of the N-worker rows")
+    parser.add_argument("--load-processes", type=int, default=2)
+    parser.add_argument("--server-repo", type=Path, default=REPO, help="checkout whose server to measure")
+    parser.add_argument("--echo-loop", choices=("asyncio", "uvloop", "auto"), default="auto")
     args = parser.parse_args()
-    asyncio.run(bench(args.seconds, args.concurrency, args.projects))
+    server_repo: Path = args.server_repo.resolve()
+    server_cmd = [str(server_repo / ".venv" / "bin" / "altalune"), "serve"]
+    echo_loop = args.echo_loop
+    if echo_loop == "auto":
+        # The echo runs on the event loop the measured server uses.
+        uses_uvloop = "uvloop" in (server_repo / "internal" / "server" / "app.py").read_text()
+        echo_loop = "uvloop" if uses_uvloop else "asyncio"
+
+    root = Path(tempfile.mkdtemp(prefix="altalune-bench-"))
+    root.chmod(0o755)
+    pg = EmbeddedPostgres(root / "pg", durable=False)
+    url = pg.start()
+    processes: list[subprocess.Popen[bytes]] = []
+    pool = concurrent.futures.ProcessPoolExecutor(args.load_processes, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        subprocess.run([*server_cmd[:-1], "migrate", "up"], env={**os.environ, "DATABASE_URL": url}, check=True)
+        secrets = root / "secrets"
+        admin = ensure_admin(url)
+        admin_token = LocalIssuer.load_or_create(secrets / LOCAL_ISSUER_KEY_FILE).mint(
+            user_public_id=admin.public_id, email=admin.email, ttl_s=3600
+        )
+        setup = Setup(url, secrets, "", "", admin_token, "")
+        grpc_port, http_port = _free_port(), _free_port()
+        server = subprocess.Popen(server_cmd, env=_server_env(setup, grpc_port, http_port, 1), cwd=server_repo)
+        processes.append(server)
+        _wait_for_port(http_port)
+        started = time.perf_counter()
+        setup.project, setup.employee, setup.api_key = asyncio.run(_populate(grpc_port, admin_token, args.projects))
+        populate_s = time.perf_counter() - started
+        _stop(server)
+
+        get = employee_pb2.GetEmployeeRequest(project_id=setup.project, id=setup.employee).SerializeToString()
+        query_request = employee_pb2.QueryEmployeesRequest(project_id=setup.project)
+        query_request.query.pagination.page_size = 20
+        query_request.query.keyword = "person"
+        query_request.query.filters["department"].values.append("Dept 1")
+        query_request.query.sorting.field = "name"
+        query = query_request.SerializeToString()
+
+        print(
+            f"\nAltalune benchmark: {args.seconds:.0f} s per row, {args.concurrency} calls in flight from "
+            f"{args.load_processes} load processes, {args.projects} projects, {os.cpu_count()} cores shared by "
+            f"server and load.\nServer: {server_repo}; set-up (projects + 201 employees, serial): {populate_s:.1f} s"
+        )
+        print(f"{'case':<58} {'calls/s':>8} {'% echo':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+        rates: dict[tuple[int, str, str], float] = {}
+        memory: dict[int, list[float]] = {}
+        for workers in sorted({1, args.workers}):
+            echo = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(REPO / "tools" / "bench" / "echo.py"),
+                    f"--http-port={http_port}",
+                    f"--grpc-port={grpc_port}",
+                    f"--processes={workers}",
+                    f"--loop={echo_loop}",
+                ]
+            )
+            processes.append(echo)
+            _wait_for_port(http_port)
+            _wait_for_port(grpc_port)
+            echo_rate: dict[str, float] = {}
+            for transport, port in (("connect", http_port), ("grpc", grpc_port)):
+                figure = load(
+                    pool,
+                    args.load_processes,
+                    Case(transport, port, "GetEmployee", get, None, args.concurrency, args.seconds, prefix=""),
+                )
+                echo_rate[transport] = figure.rate
+                name = f"echo ({transport}), {workers} worker{'s' if workers > 1 else ''}"
+                print(
+                    f"{name:<58} {figure.rate:>8.0f} {'100%':>7} {figure.p50:>8.2f} {figure.p99:>8.2f} "
+                    f"{figure.failed:>6}"
+                )
+            _stop(echo)
+
+            server = subprocess.Popen(
+                server_cmd, env=_server_env(setup, grpc_port, http_port, workers), cwd=server_repo
+            )
+            processes.append(server)
+            _wait_for_port(http_port)
+            _wait_for_port(grpc_port)
+            time.sleep(1.0)  # every worker up
+            for rpc, request in (("GetEmployee", get), ("QueryEmployees", query)):
+                for credential, token in (("API key", setup.api_key), ("JWT", admin_token)):
+                    for transport, port in (("connect", http_port), ("grpc", grpc_port)):
+                        figure = load(
+                            pool,
+                            args.load_processes,
+                            Case(transport, port, rpc, request, token, args.concurrency, args.seconds),
+                        )
+                        rates[(workers, rpc, f"{transport}/{credential}")] = figure.rate
+                        share = figure.rate / echo_rate[transport] * 100 if echo_rate[transport] else 0.0
+                        name = f"{rpc} ({transport}, {credential}), {workers} worker{'s' if workers > 1 else ''}"
+                        print(
+                            f"{name:<58} {figure.rate:>8.0f} {share:>6.0f}% {figure.p50:>8.2f} {figure.p99:>8.2f} "
+                            f"{figure.failed:>6}"
+                        )
+            memory[workers] = [_rss_mb(pid) for pid in _process_tree(server.pid)]
+            _stop(server)
+        if args.workers > 1:
+            print(f"\n{args.workers} workers / 1 worker:")
+            for (workers, rpc, how), rate in sorted(rates.items()):
+                if workers == args.workers and rates.get((1, rpc, how)):
+                    print(f"  {rpc:<16} {how:<20} {rate / rates[(1, rpc, how)]:.2f}x")
+        for workers, sizes in memory.items():
+            print(f"server RSS with {workers} worker(s), per process after the runs (MB): {[round(s) for s in sizes]}")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                _stop(process)
+        pool.shutdown(cancel_futures=True)
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

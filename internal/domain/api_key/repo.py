@@ -1,5 +1,6 @@
-"""SQL for API keys. Every statement names the project (partition pruning at plan time) and checks in
-the same statement that the project is still live. `secret_hash` is written, never read here."""
+"""SQL for API keys. Every statement names the project (partition pruning at plan time); writes check
+in the same statement that the project is still live (internal.tenancy). `secret_hash` is written,
+never read here."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from internal.domain.api_key.model import ApiKeyChanges, ApiKeyRow, NewApiKey
 from internal.postgres.errors import is_missing_partition, unique_violation_columns
 from internal.postgres.statements import column_list, set_clause
 from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
+from internal.tenancy import LIVE_PROJECT
 
 COLUMNS = (
     "id",
@@ -29,8 +31,8 @@ COLUMNS = (
     "updated_at",
 )
 _SELECT = column_list(COLUMNS)
-_LIVE_PROJECT = "EXISTS (SELECT 1 FROM projects p WHERE p.id = %(project_id)s AND p.deleted_at IS NULL)"
-_WHERE_KEY = "project_id = %(project_id)s AND public_id = %(public_id)s AND " + _LIVE_PROJECT
+_KEY = "project_id = %(project_id)s AND public_id = %(public_id)s"
+_WHERE_KEY = _KEY + " AND " + LIVE_PROJECT
 
 # Status depends on the clock, so it is no column: each value is a fixed predicate that the repo ANDs
 # into the builder's extra_where. The builder validates the values against FilterSpec.values and
@@ -56,7 +58,6 @@ QUERY_SPEC = QuerySpec(
     },
     default_sort=("created_at", True),
     scope_column="project_id",
-    extra_where="EXISTS (SELECT 1 FROM projects p WHERE p.id = api_keys.project_id AND p.deleted_at IS NULL)",
 )
 
 NAME_KEY = ("project_id", "name_key")
@@ -65,9 +66,9 @@ NAME_KEY = ("project_id", "name_key")
 _INSERT = sql.SQL(
     "INSERT INTO api_keys (project_id, public_id, name, secret_hash, secret_hint, scopes, expires_at) "
     "SELECT %(project_id)s, %(public_id)s, %(name)s, %(secret_hash)s, %(secret_hint)s, %(scopes)s, %(expires_at)s "
-    "WHERE " + _LIVE_PROJECT + " RETURNING {}"
+    "WHERE " + LIVE_PROJECT + " RETURNING {}"
 ).format(_SELECT)
-_GET = sql.SQL("SELECT {} FROM api_keys WHERE " + _WHERE_KEY).format(_SELECT)
+_GET = sql.SQL("SELECT {} FROM api_keys WHERE " + _KEY).format(_SELECT)
 _SET_ACTIVE = sql.SQL("UPDATE api_keys SET {} WHERE " + _WHERE_KEY + " RETURNING {}").format(
     set_clause({"active": None}), _SELECT
 )

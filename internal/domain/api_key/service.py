@@ -17,20 +17,21 @@ from internal.auth.principal import Caller
 from internal.domain.api_key.errors import ApiKeyNameTaken, ApiKeyNotFound, ApiKeyScopeExceedsCaller
 from internal.domain.api_key.model import ApiKeyChanges, ApiKeyRow, NewApiKey
 from internal.domain.api_key.repo import QUERY_SPEC, ApiKeyRepo, NameTaken
-from internal.domain.project.service import ProjectResolver
 from internal.errors import FieldViolation, InvalidArgument
 from internal.ids import new_public_id
 from internal.postgres.database import Database
 from internal.query import params_from_proto
+from internal.tenancy import ProjectNotFound, ProjectRef
 
 SCOPE_RULE = "scopes.project_permission"
 
 
 class ApiKeyService:
-    def __init__(self, db: Database, repo: ApiKeyRepo, projects: ProjectResolver, hasher: ApiKeyHasher) -> None:
+    """Every method acts in `project`, the live project authorization resolved for the call."""
+
+    def __init__(self, db: Database, repo: ApiKeyRepo, hasher: ApiKeyHasher) -> None:
         self._db = db
         self._repo = repo
-        self._projects = projects
         self._hasher = hasher
 
     async def _check_scopes(
@@ -54,11 +55,10 @@ class ApiKeyService:
             raise ApiKeyScopeExceedsCaller(project_public_id, excess)
 
     async def create_api_key(
-        self, request: api_key_pb2.CreateApiKeyRequest, caller: Caller
+        self, project: ProjectRef, request: api_key_pb2.CreateApiKeyRequest, caller: Caller
     ) -> api_key_pb2.CreateApiKeyResponse:
-        project_id = await self._projects.resolve_project_id(request.project_id)
         scopes = tuple(request.scopes)
-        token = mint_api_key(request.project_id, new_public_id())
+        token = mint_api_key(project.public_id, new_public_id())
         new = NewApiKey(
             public_id=token.key_public_id,
             name=request.name,
@@ -69,27 +69,25 @@ class ApiKeyService:
         )
         try:
             async with self._db.connection() as conn:
-                await self._check_scopes(conn, request.project_id, scopes, caller)
-                row = await self._repo.insert(conn, project_id, new)
+                await self._check_scopes(conn, project.public_id, scopes, caller)
+                row = await self._repo.insert(conn, project.id, new)
         except NameTaken:
-            raise ApiKeyNameTaken(request.project_id, request.name) from None
+            raise ApiKeyNameTaken(project.public_id, request.name) from None
         if row is None:
-            # The project was deleted between resolving it and inserting.
-            raise self._projects.project_missing(request.project_id)
-        return api_key_pb2.CreateApiKeyResponse(
-            api_key=row.to_entity(request.project_id).to_proto(), secret=token.token
-        )
+            # The project was deleted after authorization found it.
+            raise ProjectNotFound(project.public_id)
+        return api_key_pb2.CreateApiKeyResponse(api_key=row.to_entity(project.public_id).to_proto(), secret=token.token)
 
-    async def get_api_key(self, request: api_key_pb2.GetApiKeyRequest) -> api_key_pb2.GetApiKeyResponse:
-        project_id = await self._projects.resolve_project_id(request.project_id)
+    async def get_api_key(
+        self, project: ProjectRef, request: api_key_pb2.GetApiKeyRequest
+    ) -> api_key_pb2.GetApiKeyResponse:
         async with self._db.connection() as conn:
-            row = await self._repo.get(conn, project_id, request.id)
-        return api_key_pb2.GetApiKeyResponse(api_key=self._found(request.project_id, request.id, row))
+            row = await self._repo.get(conn, project.id, request.id)
+        return api_key_pb2.GetApiKeyResponse(api_key=self._found(project.public_id, request.id, row))
 
     async def update_api_key(
-        self, request: api_key_pb2.UpdateApiKeyRequest, caller: Caller
+        self, project: ProjectRef, request: api_key_pb2.UpdateApiKeyRequest, caller: Caller
     ) -> api_key_pb2.UpdateApiKeyResponse:
-        project_id = await self._projects.resolve_project_id(request.project_id)
         paths = set(request.update_mask.paths)
         changes = ApiKeyChanges(
             name=request.name if "name" in paths else None,
@@ -99,45 +97,48 @@ class ApiKeyService:
         try:
             async with self._db.connection() as conn:
                 if changes.scopes is not None:
-                    await self._check_scopes(conn, request.project_id, changes.scopes, caller)
-                row = await self._repo.update(conn, project_id, request.id, changes)
+                    await self._check_scopes(conn, project.public_id, changes.scopes, caller)
+                row = await self._repo.update(conn, project.id, request.id, changes)
         except NameTaken:
-            raise ApiKeyNameTaken(request.project_id, request.name) from None
-        return api_key_pb2.UpdateApiKeyResponse(api_key=self._found(request.project_id, request.id, row))
+            raise ApiKeyNameTaken(project.public_id, request.name) from None
+        return api_key_pb2.UpdateApiKeyResponse(api_key=self._found(project.public_id, request.id, row))
 
-    async def delete_api_key(self, request: api_key_pb2.DeleteApiKeyRequest) -> api_key_pb2.DeleteApiKeyResponse:
-        project_id = await self._projects.resolve_project_id(request.project_id)
+    async def delete_api_key(
+        self, project: ProjectRef, request: api_key_pb2.DeleteApiKeyRequest
+    ) -> api_key_pb2.DeleteApiKeyResponse:
         async with self._db.connection() as conn:
-            deleted = await self._repo.delete(conn, project_id, request.id)
+            deleted = await self._repo.delete(conn, project.id, request.id)
         if not deleted:
-            raise ApiKeyNotFound(request.project_id, request.id)
+            raise ApiKeyNotFound(project.public_id, request.id)
         return api_key_pb2.DeleteApiKeyResponse()
 
-    async def query_api_keys(self, request: api_key_pb2.QueryApiKeysRequest) -> api_key_pb2.QueryApiKeysResponse:
-        project_id = await self._projects.resolve_project_id(request.project_id)
+    async def query_api_keys(
+        self, project: ProjectRef, request: api_key_pb2.QueryApiKeysRequest
+    ) -> api_key_pb2.QueryApiKeysResponse:
         params = params_from_proto(request.query if request.HasField("query") else None, QUERY_SPEC)
         async with self._db.connection() as conn:
-            result = await self._repo.query(conn, project_id, params)
+            result = await self._repo.query(conn, project.id, params)
         return api_key_pb2.QueryApiKeysResponse(
-            data=[row.to_entity(request.project_id).to_proto() for row in result.rows], meta=result.meta()
+            data=[row.to_entity(project.public_id).to_proto() for row in result.rows], meta=result.meta()
         )
 
-    async def activate_api_key(self, request: api_key_pb2.ActivateApiKeyRequest) -> api_key_pb2.ActivateApiKeyResponse:
+    async def activate_api_key(
+        self, project: ProjectRef, request: api_key_pb2.ActivateApiKeyRequest
+    ) -> api_key_pb2.ActivateApiKeyResponse:
         """The expiry is kept: activating an expired key does not revive it."""
-        row = await self._set_active(request.project_id, request.id, active=True)
-        return api_key_pb2.ActivateApiKeyResponse(api_key=self._found(request.project_id, request.id, row))
+        row = await self._set_active(project, request.id, active=True)
+        return api_key_pb2.ActivateApiKeyResponse(api_key=self._found(project.public_id, request.id, row))
 
     async def deactivate_api_key(
-        self, request: api_key_pb2.DeactivateApiKeyRequest
+        self, project: ProjectRef, request: api_key_pb2.DeactivateApiKeyRequest
     ) -> api_key_pb2.DeactivateApiKeyResponse:
         """The expiry is kept, so reactivating later restores exactly the key that was switched off."""
-        row = await self._set_active(request.project_id, request.id, active=False)
-        return api_key_pb2.DeactivateApiKeyResponse(api_key=self._found(request.project_id, request.id, row))
+        row = await self._set_active(project, request.id, active=False)
+        return api_key_pb2.DeactivateApiKeyResponse(api_key=self._found(project.public_id, request.id, row))
 
-    async def _set_active(self, project_public_id: str, key_id: str, *, active: bool) -> ApiKeyRow | None:
-        project_id = await self._projects.resolve_project_id(project_public_id)
+    async def _set_active(self, project: ProjectRef, key_id: str, *, active: bool) -> ApiKeyRow | None:
         async with self._db.connection() as conn:
-            return await self._repo.set_active(conn, project_id, key_id, active)
+            return await self._repo.set_active(conn, project.id, key_id, active)
 
     @staticmethod
     def _found(project_public_id: str, key_id: str, row: ApiKeyRow | None) -> api_key_pb2.ApiKey:

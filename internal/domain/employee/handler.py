@@ -7,6 +7,7 @@ from typing import Any
 from connectrpc.request import RequestContext
 
 from altalune.v1 import employee_pb2
+from internal.auth.principal import current_project
 from internal.domain.employee.service import EmployeeService
 
 
@@ -19,24 +20,24 @@ class EmployeeHandler:
     async def create_employee(
         self, request: employee_pb2.CreateEmployeeRequest, ctx: RequestContext[Any, Any]
     ) -> employee_pb2.CreateEmployeeResponse:
-        return await self._service.create_employee(request)
+        return await self._service.create_employee(current_project(), request)
 
     async def get_employee(
         self, request: employee_pb2.GetEmployeeRequest, ctx: RequestContext[Any, Any]
     ) -> employee_pb2.GetEmployeeResponse:
-        return await self._service.get_employee(request)
+        return await self._service.get_employee(current_project(), request)
 
     async def update_employee(
         self, request: employee_pb2.UpdateEmployeeRequest, ctx: RequestContext[Any, Any]
     ) -> employee_pb2.UpdateEmployeeResponse:
-        return await self._service.update_employee(request)
+        return await self._service.update_employee(current_project(), request)
 
     async def delete_employee(
         self, request: employee_pb2.DeleteEmployeeRequest, ctx: RequestContext[Any, Any]
     ) -> employee_pb2.DeleteEmployeeResponse:
-        return await self._service.delete_employee(request)
+        return await self._service.delete_employee(current_project(), request)
 
     async def query_employees(
         self, request: employee_pb2.QueryEmployeesRequest, ctx: RequestContext[Any, Any]
     ) -> employee_pb2.QueryEmployeesResponse:
-        return await self._service.query_employees(request)
+        return await self._service.query_employees(current_project(), request)

@@ -1,5 +1,5 @@
-"""SQL for employees. Every statement names the project (partition pruning at plan time) and
-checks in the same statement that the project is still live."""
+"""SQL for employees. Every statement names the project (partition pruning at plan time); writes
+check in the same statement that the project is still live (internal.tenancy)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from internal.domain.employee.model import EmployeeChanges, EmployeeRow, NewEmpl
 from internal.postgres.errors import is_missing_partition, unique_violation_columns
 from internal.postgres.statements import column_list, set_clause
 from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
+from internal.tenancy import LIVE_PROJECT
 
 COLUMNS = (
     "id",
@@ -27,7 +28,6 @@ COLUMNS = (
     "updated_at",
 )
 _SELECT = column_list(COLUMNS)
-_LIVE_PROJECT = "EXISTS (SELECT 1 FROM projects p WHERE p.id = %(project_id)s AND p.deleted_at IS NULL)"
 
 QUERY_SPEC = QuerySpec(
     table="employees",
@@ -49,7 +49,6 @@ QUERY_SPEC = QuerySpec(
     },
     default_sort=("created_at", True),
     scope_column="project_id",
-    extra_where="EXISTS (SELECT 1 FROM projects p WHERE p.id = employees.project_id AND p.deleted_at IS NULL)",
 )
 
 EMAIL_KEY = ("project_id", "email_key")
@@ -58,11 +57,11 @@ EMAIL_KEY = ("project_id", "email_key")
 _INSERT = sql.SQL(
     "INSERT INTO employees (project_id, public_id, name, email, role, department, status) "
     "SELECT %(project_id)s, %(public_id)s, %(name)s, %(email)s, %(role)s, %(department)s, %(status)s "
-    "WHERE " + _LIVE_PROJECT + " RETURNING {}"
+    "WHERE " + LIVE_PROJECT + " RETURNING {}"
 ).format(_SELECT)
-_GET = sql.SQL(
-    "SELECT {} FROM employees WHERE project_id = %(project_id)s AND public_id = %(public_id)s AND " + _LIVE_PROJECT
-).format(_SELECT)
+_GET = sql.SQL("SELECT {} FROM employees WHERE project_id = %(project_id)s AND public_id = %(public_id)s").format(
+    _SELECT
+)
 
 
 class EmailTaken(Exception):
@@ -114,7 +113,7 @@ class EmployeeRepo:
                 sql.SQL(
                     "UPDATE employees SET {} "
                     "WHERE project_id = %(project_id)s AND public_id = %(public_id)s AND "
-                    + _LIVE_PROJECT
+                    + LIVE_PROJECT
                     + " RETURNING {}"
                 ).format(set_clause(columns), _SELECT),
                 {**columns, "project_id": project_id, "public_id": public_id},
@@ -128,7 +127,7 @@ class EmployeeRepo:
     async def delete(self, conn: AsyncConnection[Any], project_id: int, public_id: str) -> bool:
         cur = await conn.execute(
             "DELETE FROM employees WHERE project_id = %(project_id)s AND public_id = %(public_id)s AND "
-            + _LIVE_PROJECT
+            + LIVE_PROJECT
             + " RETURNING id",
             {"project_id": project_id, "public_id": public_id},
         )

@@ -6,20 +6,22 @@ from altalune.v1 import employee_pb2
 from internal.domain.employee.errors import EmployeeEmailTaken, EmployeeNotFound
 from internal.domain.employee.model import STATUSES, EmployeeChanges, NewEmployee
 from internal.domain.employee.repo import QUERY_SPEC, EmailTaken, EmployeeRepo
-from internal.domain.project.service import ProjectResolver
 from internal.ids import new_public_id
 from internal.postgres.database import Database
 from internal.query import params_from_proto
+from internal.tenancy import ProjectNotFound, ProjectRef
 
 
 class EmployeeService:
-    def __init__(self, db: Database, repo: EmployeeRepo, projects: ProjectResolver) -> None:
+    """Every method acts in `project`, the live project authorization resolved for the call."""
+
+    def __init__(self, db: Database, repo: EmployeeRepo) -> None:
         self._db = db
         self._repo = repo
-        self._projects = projects
 
-    async def create_employee(self, request: employee_pb2.CreateEmployeeRequest) -> employee_pb2.CreateEmployeeResponse:
-        project_id = await self._projects.resolve_project_id(request.project_id)
+    async def create_employee(
+        self, project: ProjectRef, request: employee_pb2.CreateEmployeeRequest
+    ) -> employee_pb2.CreateEmployeeResponse:
         new = NewEmployee(
             public_id=new_public_id(),
             name=request.name,
@@ -30,24 +32,26 @@ class EmployeeService:
         )
         try:
             async with self._db.connection() as conn:
-                row = await self._repo.insert(conn, project_id, new)
+                row = await self._repo.insert(conn, project.id, new)
         except EmailTaken:
-            raise EmployeeEmailTaken(request.project_id, request.email) from None
+            raise EmployeeEmailTaken(project.public_id, request.email) from None
         if row is None:
-            # The project was deleted between resolving it and inserting.
-            raise self._projects.project_missing(request.project_id)
-        return employee_pb2.CreateEmployeeResponse(employee=row.to_entity(request.project_id).to_proto())
+            # The project was deleted after authorization found it.
+            raise ProjectNotFound(project.public_id)
+        return employee_pb2.CreateEmployeeResponse(employee=row.to_entity(project.public_id).to_proto())
 
-    async def get_employee(self, request: employee_pb2.GetEmployeeRequest) -> employee_pb2.GetEmployeeResponse:
-        project_id = await self._projects.resolve_project_id(request.project_id)
+    async def get_employee(
+        self, project: ProjectRef, request: employee_pb2.GetEmployeeRequest
+    ) -> employee_pb2.GetEmployeeResponse:
         async with self._db.connection() as conn:
-            row = await self._repo.get(conn, project_id, request.id)
+            row = await self._repo.get(conn, project.id, request.id)
         if row is None:
-            raise EmployeeNotFound(request.project_id, request.id)
-        return employee_pb2.GetEmployeeResponse(employee=row.to_entity(request.project_id).to_proto())
+            raise EmployeeNotFound(project.public_id, request.id)
+        return employee_pb2.GetEmployeeResponse(employee=row.to_entity(project.public_id).to_proto())
 
-    async def update_employee(self, request: employee_pb2.UpdateEmployeeRequest) -> employee_pb2.UpdateEmployeeResponse:
-        project_id = await self._projects.resolve_project_id(request.project_id)
+    async def update_employee(
+        self, project: ProjectRef, request: employee_pb2.UpdateEmployeeRequest
+    ) -> employee_pb2.UpdateEmployeeResponse:
         paths = set(request.update_mask.paths)
         changes = EmployeeChanges(
             name=request.name if "name" in paths else None,
@@ -58,26 +62,28 @@ class EmployeeService:
         )
         try:
             async with self._db.connection() as conn:
-                row = await self._repo.update(conn, project_id, request.id, changes)
+                row = await self._repo.update(conn, project.id, request.id, changes)
         except EmailTaken:
-            raise EmployeeEmailTaken(request.project_id, request.email) from None
+            raise EmployeeEmailTaken(project.public_id, request.email) from None
         if row is None:
-            raise EmployeeNotFound(request.project_id, request.id)
-        return employee_pb2.UpdateEmployeeResponse(employee=row.to_entity(request.project_id).to_proto())
+            raise EmployeeNotFound(project.public_id, request.id)
+        return employee_pb2.UpdateEmployeeResponse(employee=row.to_entity(project.public_id).to_proto())
 
-    async def delete_employee(self, request: employee_pb2.DeleteEmployeeRequest) -> employee_pb2.DeleteEmployeeResponse:
-        project_id = await self._projects.resolve_project_id(request.project_id)
+    async def delete_employee(
+        self, project: ProjectRef, request: employee_pb2.DeleteEmployeeRequest
+    ) -> employee_pb2.DeleteEmployeeResponse:
         async with self._db.connection() as conn:
-            deleted = await self._repo.delete(conn, project_id, request.id)
+            deleted = await self._repo.delete(conn, project.id, request.id)
         if not deleted:
-            raise EmployeeNotFound(request.project_id, request.id)
+            raise EmployeeNotFound(project.public_id, request.id)
         return employee_pb2.DeleteEmployeeResponse()
 
-    async def query_employees(self, request: employee_pb2.QueryEmployeesRequest) -> employee_pb2.QueryEmployeesResponse:
-        project_id = await self._projects.resolve_project_id(request.project_id)
+    async def query_employees(
+        self, project: ProjectRef, request: employee_pb2.QueryEmployeesRequest
+    ) -> employee_pb2.QueryEmployeesResponse:
         params = params_from_proto(request.query if request.HasField("query") else None, QUERY_SPEC)
         async with self._db.connection() as conn:
-            result = await self._repo.query(conn, project_id, params)
+            result = await self._repo.query(conn, project.id, params)
         return employee_pb2.QueryEmployeesResponse(
-            data=[row.to_entity(request.project_id).to_proto() for row in result.rows], meta=result.meta()
+            data=[row.to_entity(project.public_id).to_proto() for row in result.rows], meta=result.meta()
         )

@@ -13,10 +13,10 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 
 from internal.domain.iam.model import MemberRow, NewMember, PermissionRow, RoleRow, UserProjectRow
+from internal.tenancy import LIVE_PROJECT, live_project
 
 ROLE_COLUMNS = ("id", "public_id", "name", "description", "builtin", "created_at", "updated_at")
 PERMISSION_COLUMNS = ("id", "public_id", "name", "description", "scope", "created_at")
-_LIVE_PROJECT = "EXISTS (SELECT 1 FROM projects p WHERE p.id = %(project_id)s AND p.deleted_at IS NULL)"
 # The member row joined to its user, in MemberRow's field order; `m` may be a table or a CTE.
 _MEMBER = (
     "m.user_id, u.public_id AS user_public_id, u.email, u.first_name, u.last_name, m.role, m.created_at, m.updated_at"
@@ -44,39 +44,39 @@ _ROLE_PERMISSIONS = sql.SQL(
 # SHARE blocks DeleteProject (an UPDATE of the row) until this transaction ends, so the project
 # stays live for all of a multi-statement membership change.
 _LOCK_LIVE_PROJECT = "SELECT 1 FROM projects WHERE id = %s AND deleted_at IS NULL FOR SHARE"
-_IS_LIVE_PROJECT = "SELECT 1 FROM projects WHERE id = %s AND deleted_at IS NULL"
+_IS_LIVE_PROJECT = "SELECT " + live_project("%s")
 # Every membership change locks the owner rows first, in user id order: the owner count it checks
 # cannot change under it, and two changes never wait for each other in opposite orders.
 _LOCK_OWNERS = (
     "SELECT user_id FROM project_members "
-    "WHERE project_id = %(project_id)s AND role = 'owner' AND " + _LIVE_PROJECT + " ORDER BY user_id FOR UPDATE"
+    "WHERE project_id = %(project_id)s AND role = 'owner' AND " + LIVE_PROJECT + " ORDER BY user_id FOR UPDATE"
 )
 _MEMBERS_BY_PUBLIC_ID = (
     "SELECT " + _MEMBER + " FROM project_members m JOIN users u ON u.id = m.user_id "
-    "WHERE m.project_id = %(project_id)s AND u.public_id = ANY(%(user_ids)s::bpchar[]) AND " + _LIVE_PROJECT + " "
+    "WHERE m.project_id = %(project_id)s AND u.public_id = ANY(%(user_ids)s::bpchar[]) AND " + LIVE_PROJECT + " "
     "ORDER BY m.user_id FOR UPDATE OF m"
 )
 _LIST_MEMBERS = (
     "SELECT " + _MEMBER + " FROM project_members m JOIN users u ON u.id = m.user_id "
-    "WHERE m.project_id = %(project_id)s AND " + _LIVE_PROJECT + " ORDER BY u.email_key"
+    "WHERE m.project_id = %(project_id)s AND " + LIVE_PROJECT + " ORDER BY u.email_key"
 )
 _ADD_MEMBERS = (
     "WITH m AS ("
     " INSERT INTO project_members (project_id, user_id, role)"
     " SELECT %(project_id)s, n.user_id, n.role"
     " FROM unnest(%(user_ids)s::bigint[], %(roles)s::text[]) AS n(user_id, role)"
-    " WHERE " + _LIVE_PROJECT + " ON CONFLICT (project_id, user_id) DO NOTHING"
+    " WHERE " + LIVE_PROJECT + " ON CONFLICT (project_id, user_id) DO NOTHING"
     " RETURNING user_id, role, created_at, updated_at) "
     "SELECT " + _MEMBER + " FROM m JOIN users u ON u.id = m.user_id"
 )
 _UPDATE_MEMBER_ROLE = (
     "UPDATE project_members m SET role = %(role)s, updated_at = now() FROM users u "
-    "WHERE m.project_id = %(project_id)s AND m.user_id = %(user_id)s AND u.id = m.user_id AND " + _LIVE_PROJECT + " "
+    "WHERE m.project_id = %(project_id)s AND m.user_id = %(user_id)s AND u.id = m.user_id AND " + LIVE_PROJECT + " "
     "RETURNING " + _MEMBER
 )
 _REMOVE_MEMBERS = (
     "DELETE FROM project_members "
-    "WHERE project_id = %(project_id)s AND user_id = ANY(%(user_ids)s::bigint[]) AND " + _LIVE_PROJECT
+    "WHERE project_id = %(project_id)s AND user_id = ANY(%(user_ids)s::bigint[]) AND " + LIVE_PROJECT
 )
 _USER_PROJECTS = (
     "SELECT p.public_id AS project_public_id, p.name AS project_name, m.role "
@@ -155,7 +155,8 @@ class IamRepo:
 
     async def is_live_project(self, conn: AsyncConnection[Any], project_id: int) -> bool:
         cur = await conn.execute(_IS_LIVE_PROJECT, (project_id,))
-        return await cur.fetchone() is not None
+        row = await cur.fetchone()
+        return bool(row and row[0])
 
     async def lock_owners(self, conn: AsyncConnection[Any], project_id: int) -> list[int]:
         """Internal user ids of the project's owners, locked until the transaction ends."""

@@ -26,8 +26,8 @@ from internal.domain.iam.errors import (
 )
 from internal.domain.iam.model import PROJECT_ROLES, MemberRow, NewMember, ProjectRole
 from internal.domain.iam.repo import IamRepo
-from internal.domain.project.errors import ProjectNotFound
 from internal.postgres.database import Database
+from internal.tenancy import ProjectNotFound
 
 
 def _missing(wanted: Sequence[str], found: dict[str, int]) -> list[str]:
@@ -37,9 +37,9 @@ def _missing(wanted: Sequence[str], found: dict[str, int]) -> list[str]:
 
 def _project_id(caller: Caller) -> int:
     """The internal id of the project the authorizer admitted this call to."""
-    if caller.project_id is None:
+    if caller.project is None:
         raise NoCaller("a project-scoped RPC ran without a project in its caller")
-    return caller.project_id
+    return caller.project.id
 
 
 class IamService:

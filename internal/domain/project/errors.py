@@ -1,18 +1,10 @@
-"""Errors of the project domain."""
+"""Errors of the project domain. "Project not found" is the platform's (internal.tenancy)."""
 
 from __future__ import annotations
 
 from connectrpc.code import Code
 
 from internal.errors import AppError
-
-
-class ProjectNotFound(AppError):
-    reason = "PROJECT_NOT_FOUND"
-    code = Code.NOT_FOUND
-
-    def __init__(self, project_id: str) -> None:
-        super().__init__(f"project {project_id!r} not found", metadata={"project_id": project_id})
 
 
 class ProjectNameTaken(AppError):

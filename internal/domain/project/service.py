@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
 
 from altalune.v1 import project_pb2
 from internal.auth.principal import Caller
-from internal.domain.project.errors import ProjectNotFound
 from internal.domain.project.model import ENVIRONMENTS, NewProject, ProjectChanges
 from internal.domain.project.repo import QUERY_SPEC, ProjectRepo
-from internal.errors import AppError, Busy
+from internal.errors import Busy
 from internal.ids import new_public_id
 from internal.logs import get_logger
 from internal.postgres.database import Database
@@ -24,6 +21,7 @@ from internal.postgres.partitions import (
     retire_dead_blocks,
 )
 from internal.query import params_from_proto
+from internal.tenancy import ProjectNotFound
 from internal.validation import violation
 
 log = get_logger(__name__)
@@ -37,39 +35,6 @@ MAX_BLOCK_RETRIES = 5
 
 class _BlockMissing(Exception):
     """The new project's id landed in a block without partitions: roll back, make it, retry."""
-
-
-class ProjectIdCache:
-    """public id -> internal id. The mapping never changes (ids are never reused), so entries stay
-    valid; callers still check the project is live in the same statement that uses the id."""
-
-    def __init__(self, capacity: int = 10_000) -> None:
-        self._capacity = capacity
-        self._entries: OrderedDict[str, int] = OrderedDict()
-
-    def get(self, public_id: str) -> int | None:
-        internal = self._entries.get(public_id)
-        if internal is not None:
-            self._entries.move_to_end(public_id)
-        return internal
-
-    def put(self, public_id: str, internal: int) -> None:
-        self._entries[public_id] = internal
-        self._entries.move_to_end(public_id)
-        if len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
-
-    def evict(self, public_id: str) -> None:
-        self._entries.pop(public_id, None)
-
-
-class ProjectResolver(Protocol):
-    """What project-scoped domains need from projects (ProjectService is one): the internal id of a
-    live project, or ProjectNotFound."""
-
-    async def resolve_project_id(self, public_id: str) -> int: ...
-
-    def project_missing(self, public_id: str) -> AppError: ...
 
 
 class ProjectService:
@@ -87,7 +52,6 @@ class ProjectService:
         # Wakes the background upkeep (blocks ahead, purges) early: after a delete, or when new ids
         # reach the last block made ahead.
         self._wake_upkeep = wake_upkeep
-        self._ids = ProjectIdCache()
         self._blocks = BlockCoverage()
 
     def _check_timezone(self, timezone: str) -> None:
@@ -122,7 +86,6 @@ class ProjectService:
                 # in the database, holding no lock on `projects` meanwhile; then draw a new id.
                 await self.prepare_blocks(lock_timeout_ms=PARTITION_LOCK_TIMEOUT_MS)
                 continue
-            self._ids.put(row.public_id, row.id)
             if self._blocks.running_low(row.id):
                 self._wake_upkeep()
             return project_pb2.CreateProjectResponse(project=row.to_entity().to_proto())
@@ -155,7 +118,6 @@ class ProjectService:
             internal = await self._repo.mark_deleted(conn, request.id)
         if internal is None:
             raise ProjectNotFound(request.id)
-        self._ids.evict(request.id)
         self._wake_upkeep()
         return project_pb2.DeleteProjectResponse()
 
@@ -166,23 +128,6 @@ class ProjectService:
         return project_pb2.QueryProjectsResponse(
             data=[row.to_entity().to_proto() for row in result.rows], meta=result.meta()
         )
-
-    async def resolve_project_id(self, public_id: str) -> int:
-        """Internal id of a live project, for project-scoped domains; ProjectNotFound otherwise."""
-        cached = self._ids.get(public_id)
-        if cached is not None:
-            return cached
-        async with self._db.connection() as conn:
-            internal = await self._repo.live_id(conn, public_id)
-        if internal is None:
-            raise ProjectNotFound(public_id)
-        self._ids.put(public_id, internal)
-        return internal
-
-    def project_missing(self, public_id: str) -> ProjectNotFound:
-        """A cached id turned out to belong to a deleted project: forget it, report not found."""
-        self._ids.evict(public_id)
-        return ProjectNotFound(public_id)
 
     async def prepare_blocks(self, *, lock_timeout_ms: int = 2000) -> int:
         """Make the block partitions in use and the next block ahead of need; returns how many."""
