@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import sys
 from collections.abc import Iterator, Sequence
@@ -54,7 +53,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     with database(settings) as url:
         if args.migrate:
             _migrate(url)
-        asyncio.run(_serve(settings, url))
+        if settings.workers > 1:
+            from internal.server.workers import Supervisor
+
+            return Supervisor(settings, url).run()
+        from internal.server.runtime import run
+
+        run(_serve(settings, url))
     return 0
 
 

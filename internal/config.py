@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,6 +20,14 @@ DEV_CORS_ORIGINS = (
 )
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), the default number of workers."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
 
@@ -28,6 +36,8 @@ class ConfigError(ValueError):
 class Settings:
     """Everything the process reads from its environment."""
 
+    # Serving processes sharing both ports (internal/server/workers.py); 1 = serve in this process.
+    workers: int = field(default_factory=lambda: available_cores())
     host: str = "127.0.0.1"
     grpc_port: int = 50051
     http_port: int = 8080
@@ -123,6 +133,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("ALTALUNE_DB_POOL_MAX must be >= ALTALUNE_DB_POOL_MIN")
     oidc = _oidc(env)
     return Settings(
+        workers=_number(env, "ALTALUNE_WORKERS", available_cores(), low=1, high=64),
         host=env.get("ALTALUNE_HOST", "") or "127.0.0.1",
         grpc_port=_number(env, "ALTALUNE_GRPC_PORT", 50051, low=0, high=65535),
         http_port=_number(env, "ALTALUNE_HTTP_PORT", 8080, low=0, high=65535),

@@ -41,7 +41,7 @@ from internal.domain.user.service import UserService
 from internal.postgres.database import Database, create_pool
 from internal.postgres.partitions import warm_connection
 from internal.server.endpoints import ServiceBinding, UnaryRoute, build_routes
-from internal.server.interceptors import default_chain
+from internal.server.interceptors import CallScope, default_chain
 from internal.validation import RequestValidator
 
 PEPPER_FILE = "api-key-pepper"
@@ -123,6 +123,7 @@ class Container:
             validator=RequestValidator(),
             max_deadline_ms=settings.max_deadline_ms,
             max_concurrent_calls=settings.max_concurrent_calls,
+            call_scope=CallScope(db.call_scope),
             authenticate=Authenticate(Authenticator(db, store, TokenVerifier(trusted), hasher), rules),
             authorize=Authorize(Authorizer(db, store), rules),
         )

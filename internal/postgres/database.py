@@ -7,7 +7,8 @@ Every unit of work is a transaction that carries the request's remaining deadlin
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import psycopg
@@ -59,8 +60,27 @@ def create_pool(
     )
 
 
+class _CallConnection:
+    """The one pooled connection of a call, checked out at its first statement and returned when
+    the call ends (Database.call_scope)."""
+
+    __slots__ = ("checkout", "conn")
+
+    def __init__(self) -> None:
+        self.checkout: AbstractAsyncContextManager[AsyncConnection[Any]] | None = None
+        self.conn: AsyncConnection[Any] | None = None
+
+
+_call_connection: ContextVar[_CallConnection | None] = ContextVar("altalune_call_connection", default=None)
+
+
 class Database:
-    """Hands out transactions from the pool; repositories receive the connection it yields."""
+    """Hands out transactions from the pool; repositories receive the connection it yields.
+
+    Inside a call scope (every RPC: see internal/server/interceptors.CallScope), authentication,
+    authorization and the handler share one checkout: a call pays the pool once, whatever the number
+    of statements, and its statements run in order on one connection.
+    """
 
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]], *, statement_timeout_ms: int = 30_000) -> None:
         self._pool = pool
@@ -85,13 +105,50 @@ class Database:
         return POOL_WAIT_S if remaining is None else min(POOL_WAIT_S, remaining * 0.8 / 1000)
 
     @asynccontextmanager
+    async def call_scope(self) -> AsyncIterator[None]:
+        """Share one connection among everything this call does; it returns to the pool at the end.
+
+        The checkout is lazy: a call refused before its first statement never takes a connection.
+        """
+        held = _CallConnection()
+        token = _call_connection.set(held)
+        try:
+            yield
+        except BaseException as exc:
+            _call_connection.reset(token)
+            if held.checkout is not None:
+                # The pool rolls back or discards a connection left mid-transaction or mid-statement.
+                await held.checkout.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        _call_connection.reset(token)
+        if held.checkout is not None:
+            await held.checkout.__aexit__(None, None, None)
+
+    async def _call_conn(self, held: _CallConnection) -> AsyncConnection[Any]:
+        if held.conn is None:
+            checkout = self._pool.connection(timeout=self._acquire_timeout_s())
+            held.conn = await checkout.__aenter__()
+            held.checkout = checkout
+        return held.conn
+
+    @asynccontextmanager
+    async def _checkout(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """The call's shared connection inside a call scope, a connection of its own otherwise."""
+        held = _call_connection.get()
+        if held is not None:
+            yield await self._call_conn(held)
+            return
+        async with self._pool.connection(timeout=self._acquire_timeout_s()) as conn:
+            yield conn
+
+    @asynccontextmanager
     async def transaction(self, *, lock_timeout_ms: int | None = None) -> AsyncIterator[AsyncConnection[Any]]:
         """One transaction, committed when the block ends without error, rolled back otherwise.
 
         The request's deadline (and `lock_timeout_ms`) apply to this transaction only.
         """
         with _translate_errors():
-            async with self._pool.connection(timeout=self._acquire_timeout_s()) as conn, conn.transaction():
+            async with self._checkout() as conn, conn.transaction():
                 statement_timeout = self._timeout_override()
                 if statement_timeout is not None or lock_timeout_ms is not None:
                     await conn.execute(
@@ -112,7 +169,7 @@ class Database:
                 yield conn
             return
         with _translate_errors():
-            async with self._pool.connection(timeout=self._acquire_timeout_s()) as conn:
+            async with self._checkout() as conn:
                 yield conn
 
     @asynccontextmanager

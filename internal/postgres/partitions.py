@@ -27,6 +27,8 @@ log = get_logger(__name__)
 # the id is drawn); deciding which blocks are dead takes it exclusive. So no transaction holding a
 # fresh id of a block can be in flight when that block is judged unused.
 CREATE_FENCE_KEY = 7813746515301351426
+# Held (session lock, internal/postgres/lease.py) by the one process that runs the tenancy upkeep.
+UPKEEP_LEASE_KEY = 7813746515301351427
 
 # Rows deleted per statement when purging a project: each statement is short and holds its row
 # locks only for its own duration.

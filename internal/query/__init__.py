@@ -8,5 +8,6 @@ from internal.query.builder import (
     params_from_proto,
     run_query,
 )
+from internal.query.catalog import CatalogCache
 
-__all__ = ["FilterSpec", "QueryParams", "QueryResult", "QuerySpec", "params_from_proto", "run_query"]
+__all__ = ["CatalogCache", "FilterSpec", "QueryParams", "QueryResult", "QuerySpec", "params_from_proto", "run_query"]

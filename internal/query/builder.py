@@ -1,7 +1,9 @@
 """Keyword, filters, sorting, paging, count and filter catalog for one table, in one round trip.
 
 Page, count and catalog are three statements sent together in a psycopg pipeline, so the cost is a
-fixed single network round trip whatever the number of filters. Identifiers come only from a
+fixed single network round trip whatever the number of filters. The catalog is the expensive one:
+given a CatalogCache it is computed once per scope and filter combination, then reused briefly
+(internal/query/catalog.py). Identifiers come only from a
 domain's QuerySpec (never from the request), values are always bound parameters.
 """
 
@@ -18,6 +20,7 @@ from psycopg.rows import BaseRowFactory, dict_row
 from altalune.v1 import common_pb2
 from internal.errors import FieldViolation, InvalidArgument
 from internal.postgres.statements import column_list
+from internal.query.catalog import CatalogCache
 
 T = TypeVar("T")
 
@@ -215,6 +218,7 @@ async def run_query(
     row_factory: BaseRowFactory[T],
     *,
     scope: Any = None,
+    catalogs: CatalogCache | None = None,
 ) -> QueryResult[T]:
     """Fetch one page, the total count and the filter catalog in one pipelined round trip."""
     table = sql.Identifier(spec.table)
@@ -259,23 +263,29 @@ async def run_query(
                 alias=sql.Identifier(key),
             )
         )
+    cache_key = CatalogCache.key(scope, catalog_params) if catalogs is not None and catalog_columns else None
+    cached = catalogs.get(cache_key) if catalogs is not None and cache_key is not None else None
     async with conn.pipeline():
         page_cur = conn.cursor(row_factory=row_factory)
         await page_cur.execute(page_sql, where.params)
         count_cur = conn.cursor(row_factory=dict_row)
         await count_cur.execute(count_sql, where.params)
         catalog_cur = None
-        if catalog_columns:
+        if catalog_columns and cached is None:
             catalog_cur = conn.cursor(row_factory=dict_row)
             await catalog_cur.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(catalog_columns)), catalog_params)
     rows = await page_cur.fetchall()
     count_row = await count_cur.fetchone()
     catalog: dict[str, list[str]] = {key: list(f.values) for key, f in spec.filters.items() if f.values is not None}
+    if cached is not None:
+        catalog.update(cached)
     if catalog_cur is not None:
         catalog_row = await catalog_cur.fetchone()
         if catalog_row is not None:
-            for key in dynamic_keys:
-                catalog[key] = [str(v) for v in catalog_row[key]]
+            computed = {key: [str(v) for v in catalog_row[key]] for key in dynamic_keys}
+            catalog.update(computed)
+            if catalogs is not None and cache_key is not None:
+                catalogs.put(cache_key, computed)
     return QueryResult(
         rows=rows,
         row_count=int(count_row["n"]) if count_row else 0,

@@ -1,4 +1,7 @@
-"""One process, two ports: start, run until told to stop, shut down gracefully.
+"""One serving process, two ports: start, run until told to stop, shut down gracefully.
+
+With ALTALUNE_WORKERS > 1 several of these run side by side under internal/server/workers.py and
+share both ports; background work that must run once per deployment takes a lease first.
 
 Shutdown order: health NOT_SERVING and /readyz 503 at once, stop accepting, let in-flight calls
 finish within the grace period, stop background work, close the pool.
@@ -19,10 +22,13 @@ from connectrpc.server import ConnectASGIApplication
 from internal.config import Settings
 from internal.container import Container
 from internal.logs import get_logger
+from internal.postgres.lease import SessionLease
+from internal.postgres.partitions import UPKEEP_LEASE_KEY
 from internal.server.codecs import BoundedGzip, JSONCodec, ProtoCodec
 from internal.server.endpoints import UnaryRoute, connect_endpoints
 from internal.server.grpc_server import GrpcServer
 from internal.server.http_gateway import CorsPolicy, HttpGateway
+from internal.server.sockets import listen_http
 
 log = get_logger("altalune.server")
 
@@ -56,30 +62,27 @@ class _Uvicorn(uvicorn.Server):  # type: ignore[misc]
         yield
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit this: without it a response written in two parts (headers,
-    # body) waits ~40 ms for the client's delayed ACK (Nagle).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"cannot bind the HTTP port {host}:{port}: {exc.strerror}") from exc
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
-
-
 class AltaluneServer:
-    """The running service; tests start it on port 0 and read the bound ports."""
+    """The running service; tests start it on port 0 and read the bound ports.
 
-    def __init__(self, settings: Settings, database_url: str) -> None:
+    A worker process gets the HTTP socket already bound by its supervisor (`http_socket`) and binds
+    the gRPC port with SO_REUSEPORT (`share_grpc_port`); a lone process binds both exclusively.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        *,
+        http_socket: socket.socket | None = None,
+        share_grpc_port: bool = False,
+    ) -> None:
         self.settings = settings
         self._upkeep_wakeup = asyncio.Event()
         self.container = Container.build(settings, database_url, wake_upkeep=self._upkeep_wakeup.set)
-        self._grpc = GrpcServer(self.container.routes, self.container.service_names)
+        self._upkeep_lease = SessionLease(database_url, UPKEEP_LEASE_KEY, name="altalune-upkeep")
+        self._grpc = GrpcServer(self.container.routes, self.container.service_names, share_port=share_grpc_port)
+        self._given_socket = http_socket
         self._shutting_down = False
         gateway = HttpGateway(
             ConnectApp(self.container.routes, max_request_bytes=settings.max_request_bytes),
@@ -124,7 +127,7 @@ class AltaluneServer:
     async def _start(self) -> None:
         settings = self.settings
         await self.container.open()
-        sock = self._socket = _listen(settings.host, settings.http_port)
+        sock = self._socket = self._given_socket or listen_http(settings.host, settings.http_port)
         self.http_port = sock.getsockname()[1]
         self.grpc_port = await self._grpc.start(settings.host, settings.grpc_port)
         await self._grpc.set_serving(await self.container.db.ping())
@@ -154,6 +157,7 @@ class AltaluneServer:
         for task in self._tasks[1:]:
             task.cancel()
         await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+        await self._upkeep_lease.release()
         await self.container.close()
         log.info("stopped")
 
@@ -181,14 +185,17 @@ class AltaluneServer:
     async def _upkeep_loop(self) -> None:
         """Tenancy upkeep off the request path: block partitions ahead of need, purges of deleted
         projects, removal of dead blocks. Runs at start, when woken (a delete, ids nearing the last
-        block made) and every reaper interval; every step is idempotent and serialised in the
-        database, so several processes may run it. Rounds are at least UPKEEP_MIN_GAP_S apart: a
-        burst of deletes is purged in one round, not in one round each (every round costs a dozen
-        statements, which other tenants' calls would wait behind under create/delete churn)."""
+        block made) and every reaper interval, in the one process of the deployment that holds the
+        upkeep lease (the others try again each round, and take over when the holder dies). Every
+        step is also idempotent and serialised in the database. Rounds are at least
+        UPKEEP_MIN_GAP_S apart: a burst of deletes is purged in one round, not in one round each
+        (every round costs a dozen statements, which other tenants' calls would wait behind under
+        create/delete churn)."""
         gap = min(UPKEEP_MIN_GAP_S, self.settings.reaper_interval_s)
         while True:
             self._upkeep_wakeup.clear()
-            for step in (self.container.projects.prepare_blocks, self.container.projects.reap_deleted):
+            steps = (self.container.projects.prepare_blocks, self.container.projects.reap_deleted)
+            for step in steps if await self._upkeep_lease.held() else ():
                 try:
                     await step()
                 except asyncio.CancelledError:

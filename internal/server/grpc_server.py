@@ -7,6 +7,7 @@ so the interceptor chain cannot tell the transports apart.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -43,16 +44,16 @@ def _status_with(error: ConnectError, extra: Iterable[tuple[str, str]]) -> grpc.
 
 def _unary_handler(route: UnaryRoute) -> grpc.RpcMethodHandler:
     input_type = route.method.input
+    method = route.method
+    headers_in_trailers = os.environ.get("ALTALUNE_X_TRAILERS") == "1"
 
     async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         transport.set("grpc")
-        headers = Headers()
-        for key, value in context.invocation_metadata() or ():
-            if not key.endswith("-bin"):
-                headers.add(key, value)
+        # Binary (-bin) metadata is never read by the chain; everything else is a plain header.
+        headers = Headers({key: value for key, value in context.invocation_metadata() or () if key[-4:] != "-bin"})
         remaining = context.time_remaining()
         ctx: RequestContext[Any, Any] = RequestContext(
-            method=route.method,
+            method=method,
             http_method="POST",
             request_headers=headers,
             timeout_ms=int(remaining * 1000) if remaining is not None else None,
@@ -76,7 +77,10 @@ def _unary_handler(route: UnaryRoute) -> grpc.RpcMethodHandler:
             log.exception("unhandled error in gRPC bridge")
             await context.abort_with_status(_status_with(to_connect_error(InternalError()), ()))
             raise
-        await context.send_initial_metadata(tuple(ctx.response_headers().allitems()))
+        if headers_in_trailers:
+            context.set_trailing_metadata(tuple(ctx.response_headers().allitems()))
+        else:
+            await context.send_initial_metadata(tuple(ctx.response_headers().allitems()))
         return response.SerializeToString()  # type: ignore[no-any-return]
 
     return grpc.unary_unary_rpc_method_handler(handle)
@@ -109,8 +113,6 @@ class _ReflectionV1(grpc.GenericRpcHandler):  # type: ignore[misc]
 
 
 GRPC_OPTIONS: Sequence[tuple[str, Any]] = (
-    # Another process on the same port must fail loudly, not silently share it.
-    ("grpc.so_reuseport", 0),
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 60_000),
@@ -125,10 +127,15 @@ GRPC_OPTIONS: Sequence[tuple[str, Any]] = (
 class GrpcServer:
     """grpc.aio server with our routes, grpc.health.v1 and reflection (v1 and v1alpha)."""
 
-    def __init__(self, routes: Mapping[str, UnaryRoute], service_names: Sequence[str]) -> None:
+    def __init__(
+        self, routes: Mapping[str, UnaryRoute], service_names: Sequence[str], *, share_port: bool = False
+    ) -> None:
         self.health = health.aio.HealthServicer()
         self._service_names = list(service_names)
-        self._server = grpc.aio.server(options=GRPC_OPTIONS)
+        # A lone process must fail loudly when the port is taken, not silently share it; the workers
+        # of one supervisor share it (the supervisor made sure no one else holds it).
+        options = (*GRPC_OPTIONS, ("grpc.so_reuseport", 1 if share_port else 0))
+        self._server = grpc.aio.server(options=options)
         self._server.add_generic_rpc_handlers((RouteTable(routes),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         names = (*service_names, health.SERVICE_NAME, REFLECTION_V1ALPHA, REFLECTION_V1)

@@ -1,5 +1,6 @@
 """The one interceptor chain, outermost first: request scope + access log, error mapping,
-concurrency limit, deadline, authentication, validation, authorization (internal/auth).
+concurrency limit, deadline, the call's database connection, authentication, validation,
+authorization (internal/auth).
 It runs for every RPC on both ports (see endpoints.build_routes)."""
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ import asyncio
 import os
 import re
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from typing import Any
 
@@ -145,6 +148,21 @@ class Deadline:
             raise DeadlineExceeded() from None
 
 
+class CallScope:
+    """One database checkout for the whole call: authentication, authorization and the handler
+    share it (and whatever later joins the write path). Inside the deadline, so waiting for the
+    pool obeys it."""
+
+    def __init__(self, scope: Callable[[], AbstractAsyncContextManager[None]]) -> None:
+        self._scope = scope
+
+    async def intercept_unary(
+        self, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
+    ) -> Message:
+        async with self._scope():
+            return await call_next(request, ctx)
+
+
 class Validation:
     """buf.validate rules from the contract, checked before any handler runs."""
 
@@ -162,6 +180,7 @@ def default_chain(
     *,
     validator: RequestValidator,
     max_deadline_ms: int,
+    call_scope: UnaryInterceptor,
     authenticate: UnaryInterceptor,
     authorize: UnaryInterceptor,
     max_concurrent_calls: int = 512,
@@ -177,10 +196,20 @@ def default_chain(
         ErrorMapping(),
         ConcurrencyLimit(max_concurrent_calls),
         Deadline(max_deadline_ms),
+        call_scope,
         authenticate,
         Validation(validator),
         authorize,
     ]
 
 
-__all__ = ["Code", "ConcurrencyLimit", "Deadline", "ErrorMapping", "RequestScope", "Validation", "default_chain"]
+__all__ = [
+    "CallScope",
+    "Code",
+    "ConcurrencyLimit",
+    "Deadline",
+    "ErrorMapping",
+    "RequestScope",
+    "Validation",
+    "default_chain",
+]

@@ -108,6 +108,7 @@ def _routes(handler: object, *, max_deadline_ms: int = 5_000) -> dict[str, Unary
     chain = default_chain(
         validator=RequestValidator(),
         max_deadline_ms=max_deadline_ms,
+        call_scope=PassThrough(),
         authenticate=PassThrough(),
         authorize=PassThrough(),
     )

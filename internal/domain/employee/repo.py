@@ -12,7 +12,7 @@ from psycopg.rows import class_row
 from internal.domain.employee.model import EmployeeChanges, EmployeeRow, NewEmployee
 from internal.postgres.errors import is_missing_partition, unique_violation_columns
 from internal.postgres.statements import column_list, set_clause
-from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
+from internal.query import CatalogCache, FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 from internal.tenancy import LIVE_PROJECT
 
 COLUMNS = (
@@ -69,6 +69,10 @@ class EmailTaken(Exception):
 
 
 class EmployeeRepo:
+    def __init__(self) -> None:
+        # Each write forgets its project's catalogs, so a caller's next page lists what it just wrote.
+        self._catalogs = CatalogCache()
+
     async def insert(self, conn: AsyncConnection[Any], project_id: int, new: NewEmployee) -> EmployeeRow | None:
         """None if the project is gone (no live row, or its block partition was already removed)."""
         cur = conn.cursor(row_factory=class_row(EmployeeRow))
@@ -93,6 +97,7 @@ class EmployeeRepo:
             if is_missing_partition(exc):
                 return None
             raise
+        self._catalogs.forget(project_id)
         return await cur.fetchone()
 
     async def get(self, conn: AsyncConnection[Any], project_id: int, public_id: str) -> EmployeeRow | None:
@@ -122,6 +127,7 @@ class EmployeeRepo:
             if unique_violation_columns(exc) == EMAIL_KEY:
                 raise EmailTaken() from None
             raise
+        self._catalogs.forget(project_id)
         return await cur.fetchone()
 
     async def delete(self, conn: AsyncConnection[Any], project_id: int, public_id: str) -> bool:
@@ -131,7 +137,10 @@ class EmployeeRepo:
             + " RETURNING id",
             {"project_id": project_id, "public_id": public_id},
         )
+        self._catalogs.forget(project_id)
         return await cur.fetchone() is not None
 
     async def query(self, conn: AsyncConnection[Any], project_id: int, params: QueryParams) -> QueryResult[EmployeeRow]:
-        return await run_query(conn, QUERY_SPEC, params, class_row(EmployeeRow), scope=project_id)
+        return await run_query(
+            conn, QUERY_SPEC, params, class_row(EmployeeRow), scope=project_id, catalogs=self._catalogs
+        )

@@ -12,7 +12,7 @@ from internal.domain.project.errors import ProjectNameTaken
 from internal.domain.project.model import NewProject, ProjectChanges, ProjectRow
 from internal.postgres.partitions import CREATE_FENCE_KEY
 from internal.postgres.statements import column_list, set_clause
-from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
+from internal.query import CatalogCache, FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 
 COLUMNS = ("id", "public_id", "name", "description", "timezone", "environment", "created_at", "updated_at")
 _SELECT = column_list(COLUMNS)
@@ -49,6 +49,10 @@ _GET = sql.SQL("SELECT {} FROM projects WHERE public_id = %s AND deleted_at IS N
 
 
 class ProjectRepo:
+    def __init__(self) -> None:
+        # The catalog (time zones in use) spans every project; this process's writes forget it.
+        self._catalogs = CatalogCache()
+
     async def insert(self, conn: AsyncConnection[Any], new: NewProject) -> ProjectRow:
         """Insert the project row (no DDL: its block partitions are made ahead of need)."""
         try:
@@ -63,6 +67,7 @@ class ProjectRepo:
                 raise ProjectNameTaken(new.name) from None
             raise
         assert row is not None
+        self._catalogs.forget(None)
         return row
 
     async def add_owner(self, conn: AsyncConnection[Any], project_id: int, user_id: int) -> None:
@@ -78,11 +83,6 @@ class ProjectRepo:
         )
         return await cur.fetchone()
 
-    async def live_id(self, conn: AsyncConnection[Any], public_id: str) -> int | None:
-        cur = await conn.execute("SELECT id FROM projects WHERE public_id = %s AND deleted_at IS NULL", (public_id,))
-        row = await cur.fetchone()
-        return int(row[0]) if row else None
-
     async def update(self, conn: AsyncConnection[Any], public_id: str, changes: ProjectChanges) -> ProjectRow | None:
         columns = changes.as_columns()
         cur = conn.cursor(row_factory=class_row(ProjectRow))
@@ -97,6 +97,7 @@ class ProjectRepo:
             if exc.diag.constraint_name == NAME_CONSTRAINT:
                 raise ProjectNameTaken(columns.get("name", "")) from None
             raise
+        self._catalogs.forget(None)
         return await cur.fetchone()
 
     async def mark_deleted(self, conn: AsyncConnection[Any], public_id: str) -> int | None:
@@ -105,11 +106,12 @@ class ProjectRepo:
             "UPDATE projects SET deleted_at = now() WHERE public_id = %s AND deleted_at IS NULL RETURNING id",
             (public_id,),
         )
+        self._catalogs.forget(None)
         row = await cur.fetchone()
         return int(row[0]) if row else None
 
     async def query(self, conn: AsyncConnection[Any], params: QueryParams) -> QueryResult[ProjectRow]:
-        return await run_query(conn, QUERY_SPEC, params, class_row(ProjectRow))
+        return await run_query(conn, QUERY_SPEC, params, class_row(ProjectRow), catalogs=self._catalogs)
 
     async def deleted_ids(self, conn: AsyncConnection[Any], limit: int = 100) -> list[int]:
         cur = await conn.execute(
@@ -121,4 +123,5 @@ class ProjectRepo:
         """Remove a hidden project's row once its rows are purged. The foreign keys cascade, so a row
         a racing write committed after the purge goes with it."""
         cur = await conn.execute("DELETE FROM projects WHERE id = %s AND deleted_at IS NOT NULL", (project_id,))
+        self._catalogs.forget(None)
         return cur.rowcount > 0
