@@ -14,6 +14,7 @@ server's temp dir (the path is printed) for post-mortems.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shutil
@@ -28,6 +29,7 @@ from typing import Any
 import psycopg
 import pytest
 import pytest_asyncio
+import uvloop
 from psycopg import sql
 
 from internal.auth.bootstrap import ensure_admin
@@ -47,6 +49,13 @@ _TMPFS_MIN_FREE = 2 * 1024**3  # WAL alone may grow to max_wal_size (1 GB) betwe
 _db_counter = itertools.count(1)
 _timings: dict[str, float] = {}
 _clone_ms: list[float] = []
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+    """Tests run on the event loop the service runs on (internal/server/runtime.py)."""
+    policy: asyncio.AbstractEventLoopPolicy = uvloop.EventLoopPolicy()
+    return policy
 
 
 def _temp_parent() -> Path | None:

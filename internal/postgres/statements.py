@@ -7,6 +7,12 @@ from collections.abc import Iterable, Mapping
 from psycopg import sql
 
 
+def rendered(statement: sql.Composable) -> sql.SQL:
+    """A statement composed at import, rendered once: executing it then only binds values (a
+    Composed statement is re-rendered on every execution)."""
+    return sql.SQL(statement.as_string())
+
+
 def column_list(columns: Iterable[str]) -> sql.Composed:
     """`"a", "b", "c"` for SELECT and RETURNING lists."""
     return sql.SQL(", ").join(sql.Identifier(c) for c in columns)

@@ -1,19 +1,22 @@
-"""The event loop every serving process runs on (one place, so workers and tests agree)."""
+"""The event loop every serving process runs on: uvloop (measured: a database statement costs
+about 130 us of CPU on it against 180 us on the default loop, and the bare echo is cheaper too;
+`make bench` compares the service with an echo on the same loop)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+import uvloop
 
 T = TypeVar("T")
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    if os.environ.get("ALTALUNE_X_LOOP") == "uvloop":
-        import uvloop
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    return uvloop.new_event_loop()
 
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(main)
-    return asyncio.run(main)
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(main)

@@ -84,8 +84,11 @@ class Supervisor:
             for index in range(settings.workers):
                 self._start(index, env, http.fileno())
             if not self._wait_until_ready():
-                log.error("workers failed to start; stopping")
                 self._stop_all()
+                if self._stopping:  # told to stop while starting: a clean stop
+                    log.info("stopped")
+                    return 0
+                log.error("workers failed to start; stopped")
                 return 1
             log.info(
                 "serving",

@@ -303,8 +303,9 @@ class GrpcTransport(Transport):
             details = list(status.details) if status is not None else []
             failure = failure_from_details(grpc_code_name(exc.code()), exc.details() or "", details)
             return Outcome(self.name, None, failure, trailing.get(REQUEST_ID), trailing)
-        initial = {k: v for k, v in (await call.initial_metadata() or ()) if isinstance(v, str)}
-        return Outcome(self.name, cast(Res, response), None, initial.get(REQUEST_ID), initial)
+        # The server sends its response metadata with the status, in the trailers, on success too.
+        trailing = {k: v for k, v in (await call.trailing_metadata() or ()) if isinstance(v, str)}
+        return Outcome(self.name, cast(Res, response), None, trailing.get(REQUEST_ID), trailing)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -13,7 +13,7 @@ from psycopg.rows import class_row
 
 from internal.domain.api_key.model import ApiKeyChanges, ApiKeyRow, NewApiKey
 from internal.postgres.errors import is_missing_partition, unique_violation_columns
-from internal.postgres.statements import column_list, set_clause
+from internal.postgres.statements import column_list, rendered, set_clause
 from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 from internal.tenancy import LIVE_PROJECT
 
@@ -63,14 +63,18 @@ QUERY_SPEC = QuerySpec(
 NAME_KEY = ("project_id", "name_key")
 
 # Composed once at import: the hot path only binds values.
-_INSERT = sql.SQL(
-    "INSERT INTO api_keys (project_id, public_id, name, secret_hash, secret_hint, scopes, expires_at) "
-    "SELECT %(project_id)s, %(public_id)s, %(name)s, %(secret_hash)s, %(secret_hint)s, %(scopes)s, %(expires_at)s "
-    "WHERE " + LIVE_PROJECT + " RETURNING {}"
-).format(_SELECT)
-_GET = sql.SQL("SELECT {} FROM api_keys WHERE " + _KEY).format(_SELECT)
-_SET_ACTIVE = sql.SQL("UPDATE api_keys SET {} WHERE " + _WHERE_KEY + " RETURNING {}").format(
-    set_clause({"active": None}), _SELECT
+_INSERT = rendered(
+    sql.SQL(
+        "INSERT INTO api_keys (project_id, public_id, name, secret_hash, secret_hint, scopes, expires_at) "
+        "SELECT %(project_id)s, %(public_id)s, %(name)s, %(secret_hash)s, %(secret_hint)s, %(scopes)s, %(expires_at)s "
+        "WHERE " + LIVE_PROJECT + " RETURNING {}"
+    ).format(_SELECT)
+)
+_GET = rendered(sql.SQL("SELECT {} FROM api_keys WHERE " + _KEY).format(_SELECT))
+_SET_ACTIVE = rendered(
+    sql.SQL("UPDATE api_keys SET {} WHERE " + _WHERE_KEY + " RETURNING {}").format(
+        set_clause({"active": None}), _SELECT
+    )
 )
 _DELETE = "DELETE FROM api_keys WHERE " + _WHERE_KEY + " RETURNING id"
 _PROJECT_PERMISSIONS = "SELECT name FROM permissions WHERE name = ANY(%(names)s) AND scope = 'project'"

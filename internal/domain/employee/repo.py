@@ -11,7 +11,7 @@ from psycopg.rows import class_row
 
 from internal.domain.employee.model import EmployeeChanges, EmployeeRow, NewEmployee
 from internal.postgres.errors import is_missing_partition, unique_violation_columns
-from internal.postgres.statements import column_list, set_clause
+from internal.postgres.statements import column_list, rendered, set_clause
 from internal.query import CatalogCache, FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 from internal.tenancy import LIVE_PROJECT
 
@@ -54,13 +54,15 @@ QUERY_SPEC = QuerySpec(
 EMAIL_KEY = ("project_id", "email_key")
 
 # Composed once at import: the hot path only binds values.
-_INSERT = sql.SQL(
-    "INSERT INTO employees (project_id, public_id, name, email, role, department, status) "
-    "SELECT %(project_id)s, %(public_id)s, %(name)s, %(email)s, %(role)s, %(department)s, %(status)s "
-    "WHERE " + LIVE_PROJECT + " RETURNING {}"
-).format(_SELECT)
-_GET = sql.SQL("SELECT {} FROM employees WHERE project_id = %(project_id)s AND public_id = %(public_id)s").format(
-    _SELECT
+_INSERT = rendered(
+    sql.SQL(
+        "INSERT INTO employees (project_id, public_id, name, email, role, department, status) "
+        "SELECT %(project_id)s, %(public_id)s, %(name)s, %(email)s, %(role)s, %(department)s, %(status)s "
+        "WHERE " + LIVE_PROJECT + " RETURNING {}"
+    ).format(_SELECT)
+)
+_GET = rendered(
+    sql.SQL("SELECT {} FROM employees WHERE project_id = %(project_id)s AND public_id = %(public_id)s").format(_SELECT)
 )
 
 

@@ -13,6 +13,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 
 from internal.domain.iam.model import MemberRow, NewMember, PermissionRow, RoleRow, UserProjectRow
+from internal.postgres.statements import rendered
 from internal.tenancy import LIVE_PROJECT, live_project
 
 ROLE_COLUMNS = ("id", "public_id", "name", "description", "builtin", "created_at", "updated_at")
@@ -33,13 +34,17 @@ _PUBLIC_IDS = {
     for lock in (False, True)
 }
 
-_USER_ROLES = sql.SQL(
-    "SELECT {} FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = %s ORDER BY r.name"
-).format(sql.SQL(", ").join(sql.Identifier("r", c) for c in ROLE_COLUMNS))
-_ROLE_PERMISSIONS = sql.SQL(
-    "SELECT {} FROM role_permissions rp JOIN permissions p ON p.id = rp.permission_id "
-    "WHERE rp.role_id = %s ORDER BY p.name"
-).format(sql.SQL(", ").join(sql.Identifier("p", c) for c in PERMISSION_COLUMNS))
+_USER_ROLES = rendered(
+    sql.SQL(
+        "SELECT {} FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = %s ORDER BY r.name"
+    ).format(sql.SQL(", ").join(sql.Identifier("r", c) for c in ROLE_COLUMNS))
+)
+_ROLE_PERMISSIONS = rendered(
+    sql.SQL(
+        "SELECT {} FROM role_permissions rp JOIN permissions p ON p.id = rp.permission_id "
+        "WHERE rp.role_id = %s ORDER BY p.name"
+    ).format(sql.SQL(", ").join(sql.Identifier("p", c) for c in PERMISSION_COLUMNS))
+)
 
 # SHARE blocks DeleteProject (an UPDATE of the row) until this transaction ends, so the project
 # stays live for all of a multi-statement membership change.

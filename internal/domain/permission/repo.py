@@ -8,7 +8,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 
 from internal.domain.permission.model import SCOPES, PermissionRow
-from internal.postgres.statements import column_list
+from internal.postgres.statements import column_list, rendered
 from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 
 COLUMNS = ("id", "public_id", "name", "description", "scope", "created_at")
@@ -24,7 +24,7 @@ QUERY_SPEC = QuerySpec(
 )
 
 # Composed once at import: the hot path only binds values.
-_GET = sql.SQL("SELECT {} FROM permissions WHERE public_id = %(public_id)s").format(_SELECT)
+_GET = rendered(sql.SQL("SELECT {} FROM permissions WHERE public_id = %(public_id)s").format(_SELECT))
 
 
 class PermissionRepo:

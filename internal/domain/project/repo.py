@@ -11,7 +11,7 @@ from psycopg.rows import class_row
 from internal.domain.project.errors import ProjectNameTaken
 from internal.domain.project.model import NewProject, ProjectChanges, ProjectRow
 from internal.postgres.partitions import CREATE_FENCE_KEY
-from internal.postgres.statements import column_list, set_clause
+from internal.postgres.statements import column_list, rendered, set_clause
 from internal.query import CatalogCache, FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 
 COLUMNS = ("id", "public_id", "name", "description", "timezone", "environment", "created_at", "updated_at")
@@ -41,11 +41,13 @@ NAME_CONSTRAINT = "projects_live_name_key"
 # Composed once at import: the hot path only binds values. The INSERT takes the block-creation fence
 # shared before the identity default draws the id (see partitions.CREATE_FENCE_KEY): a subquery
 # calling a volatile function is evaluated first and never flattened into the outer query.
-_INSERT = sql.SQL(
-    "INSERT INTO projects (public_id, name, description, timezone, environment) "
-    "SELECT %s, %s, %s, %s, %s FROM (SELECT pg_advisory_xact_lock_shared({fence})) AS fence RETURNING {columns}"
-).format(fence=sql.Literal(CREATE_FENCE_KEY), columns=_SELECT)
-_GET = sql.SQL("SELECT {} FROM projects WHERE public_id = %s AND deleted_at IS NULL").format(_SELECT)
+_INSERT = rendered(
+    sql.SQL(
+        "INSERT INTO projects (public_id, name, description, timezone, environment) "
+        "SELECT %s, %s, %s, %s, %s FROM (SELECT pg_advisory_xact_lock_shared({fence})) AS fence RETURNING {columns}"
+    ).format(fence=sql.Literal(CREATE_FENCE_KEY), columns=_SELECT)
+)
+_GET = rendered(sql.SQL("SELECT {} FROM projects WHERE public_id = %s AND deleted_at IS NULL").format(_SELECT))
 
 
 class ProjectRepo:

@@ -10,7 +10,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 
 from internal.domain.role.model import NewRole, RoleChanges, RoleRow
-from internal.postgres.statements import column_list, set_clause
+from internal.postgres.statements import column_list, rendered, set_clause
 from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 
 COLUMNS = ("id", "public_id", "name", "description", "builtin", "created_at", "updated_at")
@@ -28,10 +28,13 @@ QUERY_SPEC = QuerySpec(
 NAME_CONSTRAINT = "roles_name_key"
 
 # Composed once at import: the hot path only binds values.
-_INSERT = sql.SQL(
-    "INSERT INTO roles (public_id, name, description) VALUES (%(public_id)s, %(name)s, %(description)s) RETURNING {}"
-).format(_SELECT)
-_GET = sql.SQL("SELECT {} FROM roles WHERE public_id = %(public_id)s").format(_SELECT)
+_INSERT = rendered(
+    sql.SQL(
+        "INSERT INTO roles (public_id, name, description) "
+        "VALUES (%(public_id)s, %(name)s, %(description)s) RETURNING {}"
+    ).format(_SELECT)
+)
+_GET = rendered(sql.SQL("SELECT {} FROM roles WHERE public_id = %(public_id)s").format(_SELECT))
 # A built-in role may keep its name (or change only its description), never take another one.
 _NOT_RENAMING_BUILTIN = "(NOT builtin OR name = %(name)s)"
 _DELETE = "DELETE FROM roles WHERE public_id = %(public_id)s AND NOT builtin RETURNING id"

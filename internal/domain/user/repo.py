@@ -9,7 +9,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 
 from internal.domain.user.model import NewUser, UserChanges, UserRow
-from internal.postgres.statements import column_list, set_clause
+from internal.postgres.statements import column_list, rendered, set_clause
 from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 
 COLUMNS = ("id", "public_id", "email", "first_name", "last_name", "active", "created_at", "updated_at")
@@ -33,17 +33,21 @@ QUERY_SPEC = QuerySpec(
 EMAIL_CONSTRAINT = "users_email_key"
 
 # Composed once at import: the hot path only binds values.
-_INSERT = sql.SQL(
-    "INSERT INTO users (public_id, email, first_name, last_name) "
-    "VALUES (%(public_id)s, %(email)s, %(first_name)s, %(last_name)s) RETURNING {}"
-).format(_SELECT)
-_GET = sql.SQL("SELECT {} FROM users WHERE public_id = %(public_id)s").format(_SELECT)
+_INSERT = rendered(
+    sql.SQL(
+        "INSERT INTO users (public_id, email, first_name, last_name) "
+        "VALUES (%(public_id)s, %(email)s, %(first_name)s, %(last_name)s) RETURNING {}"
+    ).format(_SELECT)
+)
+_GET = rendered(sql.SQL("SELECT {} FROM users WHERE public_id = %(public_id)s").format(_SELECT))
 # Idempotent: a user already in the wanted state keeps its updated_at (nothing changed).
-_SET_ACTIVE = sql.SQL(
-    "UPDATE users SET active = %(active)s, "
-    "updated_at = CASE WHEN active = %(active)s THEN updated_at ELSE now() END "
-    "WHERE public_id = %(public_id)s RETURNING {}"
-).format(_SELECT)
+_SET_ACTIVE = rendered(
+    sql.SQL(
+        "UPDATE users SET active = %(active)s, "
+        "updated_at = CASE WHEN active = %(active)s THEN updated_at ELSE now() END "
+        "WHERE public_id = %(public_id)s RETURNING {}"
+    ).format(_SELECT)
+)
 
 
 class EmailTaken(Exception):
