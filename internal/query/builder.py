@@ -9,6 +9,7 @@ domain's QuerySpec (never from the request), values are always bound parameters.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,6 @@ from psycopg.rows import BaseRowFactory, dict_row
 
 from altalune.v1 import common_pb2
 from internal.errors import FieldViolation, InvalidArgument
-from internal.postgres.statements import column_list
 from internal.query.catalog import CatalogCache
 
 T = TypeVar("T")
@@ -162,53 +162,50 @@ def params_from_proto(
 
 @dataclass(frozen=True, slots=True)
 class _Where:
-    clause: sql.Composable
+    clause: str
     params: dict[str, Any]
+
+
+@functools.lru_cache(maxsize=1024)
+def _ident(name: str) -> str:
+    """A quoted identifier, computed once per name: statements are assembled as plain text on every
+    call (identifiers from a QuerySpec only, values always bound), so psycopg reuses its parse of
+    each distinct statement text instead of re-rendering composed SQL."""
+    return sql.Identifier(name).as_string()
 
 
 def _where(
     spec: QuerySpec, params: QueryParams, scope: Any, *, skip_filter: str | None = None, prefix: str = ""
 ) -> _Where:
     """The WHERE clause; `prefix` keeps placeholder names apart when several clauses share params."""
-    conditions: list[sql.Composable] = []
+    conditions: list[str] = []
     bound: dict[str, Any] = {}
-
-    def placeholder(name: str) -> sql.Composable:
-        return sql.Placeholder(prefix + name)
-
     if spec.scope_column is not None:
-        conditions.append(sql.SQL("{} = {}").format(sql.Identifier(spec.scope_column), placeholder("scope")))
+        conditions.append(f"{_ident(spec.scope_column)} = %({prefix}scope)s")
         bound[prefix + "scope"] = scope
     if spec.extra_where:
-        conditions.append(sql.SQL(spec.extra_where))  # type: ignore[arg-type]
+        conditions.append(spec.extra_where)
     if params.keyword and spec.keyword_columns:
         bound[prefix + "keyword"] = f"%{escape_like(params.keyword)}%"
-        conditions.append(
-            sql.SQL("({})").format(
-                sql.SQL(" OR ").join(
-                    sql.SQL("{} ILIKE {} ESCAPE '\\'").format(sql.Identifier(c), placeholder("keyword"))
-                    for c in spec.keyword_columns
-                )
-            )
-        )
+        matches = " OR ".join(f"{_ident(c)} ILIKE %({prefix}keyword)s ESCAPE '\\'" for c in spec.keyword_columns)
+        conditions.append(f"({matches})")
     for index, (key, values) in enumerate(sorted(params.filters.items())):
         if key == skip_filter:
             continue
         filter_spec = spec.filters[key]
         if filter_spec.predicates is not None:
-            chosen = [sql.SQL(filter_spec.predicates[v]) for v in sorted(set(values))]  # type: ignore[arg-type]
-            conditions.append(sql.SQL("({})").format(sql.SQL(" OR ").join(chosen)) if chosen else sql.SQL("FALSE"))
+            chosen = [filter_spec.predicates[v] for v in sorted(set(values))]
+            conditions.append(f"({' OR '.join(chosen)})" if chosen else "FALSE")
             continue
         name = f"{prefix}f{index}"
-        column: sql.Composable = sql.Identifier(filter_spec.column)
+        column = _ident(filter_spec.column)
         if filter_spec.case_insensitive and filter_spec.values is None:
-            column = sql.SQL("lower({})").format(column)
+            column = f"lower({column})"
             bound[name] = [v.lower() for v in values]
         else:
             bound[name] = list(values)
-        conditions.append(sql.SQL("{} = ANY({})").format(column, sql.Placeholder(name)))
-    clause = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("TRUE")
-    return _Where(clause=clause, params=bound)
+        conditions.append(f"{column} = ANY(%({name})s)")
+    return _Where(clause=" AND ".join(conditions) if conditions else "TRUE", params=bound)
 
 
 async def run_query(
@@ -221,59 +218,43 @@ async def run_query(
     catalogs: CatalogCache | None = None,
 ) -> QueryResult[T]:
     """Fetch one page, the total count and the filter catalog in one pipelined round trip."""
-    table = sql.Identifier(spec.table)
+    table = _ident(spec.table)
     where = _where(spec, params, scope)
     sort_column, default_desc = spec.default_sort
     desc = params.sort_desc if params.sort_field else default_desc
     if params.sort_field:
         sort_column = spec.sorts[params.sort_field]
-    direction = sql.SQL("DESC" if desc else "ASC")
-    order = sql.SQL("{} {}, {} {}").format(
-        sql.Identifier(sort_column), direction, sql.Identifier(spec.tie_breaker), direction
-    )
-    page_sql = sql.SQL(
-        "SELECT {cols} FROM {table} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
-    ).format(
-        cols=column_list(spec.columns),
-        table=table,
-        where=where.clause,
-        order=order,
-        limit=sql.Literal(params.page_size),
-        offset=sql.Literal((params.page - 1) * params.page_size),
-    )
-    count_sql = sql.SQL("SELECT count(*) AS n FROM {table} WHERE {where}").format(table=table, where=where.clause)
+    direction = "DESC" if desc else "ASC"
+    order = f"{_ident(sort_column)} {direction}, {_ident(spec.tie_breaker)} {direction}"
+    columns = ", ".join(_ident(c) for c in spec.columns)
+    # Page size and offset are bound too: every page of a query is the same statement text.
+    page_sql = f"SELECT {columns} FROM {table} WHERE {where.clause} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"
+    page_params = {**where.params, "limit": params.page_size, "offset": (params.page - 1) * params.page_size}
+    count_sql = f"SELECT count(*) AS n FROM {table} WHERE {where.clause}"
 
     dynamic_keys = [k for k, f in sorted(spec.filters.items()) if f.values is None]
     catalog_params: dict[str, Any] = {}
-    catalog_columns: list[sql.Composable] = []
+    catalog_columns: list[str] = []
     for key in dynamic_keys:
         # Facet semantics: a key's catalog ignores that key's own filter, so choices stay visible.
         facet = _where(spec, params, scope, skip_filter=key, prefix=f"{key}__")
         catalog_params.update(facet.params)
-        column = sql.Identifier(spec.filters[key].column)
+        column = _ident(spec.filters[key].column)
         catalog_columns.append(
-            sql.SQL(
-                "ARRAY(SELECT DISTINCT {col} FROM {table} WHERE {where} AND {col} IS NOT NULL "
-                "ORDER BY {col} LIMIT {limit}) AS {alias}"
-            ).format(
-                col=column,
-                table=table,
-                where=facet.clause,
-                limit=sql.Literal(CATALOG_LIMIT),
-                alias=sql.Identifier(key),
-            )
+            f"ARRAY(SELECT DISTINCT {column} FROM {table} WHERE {facet.clause} AND {column} IS NOT NULL "
+            f"ORDER BY {column} LIMIT {CATALOG_LIMIT}) AS {_ident(key)}"
         )
     cache_key = CatalogCache.key(scope, catalog_params) if catalogs is not None and catalog_columns else None
     cached = catalogs.get(cache_key) if catalogs is not None and cache_key is not None else None
     async with conn.pipeline():
         page_cur = conn.cursor(row_factory=row_factory)
-        await page_cur.execute(page_sql, where.params)
+        await page_cur.execute(page_sql, page_params)
         count_cur = conn.cursor(row_factory=dict_row)
         await count_cur.execute(count_sql, where.params)
         catalog_cur = None
         if catalog_columns and cached is None:
             catalog_cur = conn.cursor(row_factory=dict_row)
-            await catalog_cur.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(catalog_columns)), catalog_params)
+            await catalog_cur.execute("SELECT " + ", ".join(catalog_columns), catalog_params)
     rows = await page_cur.fetchall()
     count_row = await count_cur.fetchone()
     catalog: dict[str, list[str]] = {key: list(f.values) for key, f in spec.filters.items() if f.values is not None}

@@ -1,0 +1,37 @@
+"""to_timestamp agrees with protobuf's own Timestamp.FromDatetime, to the microsecond."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta, timezone
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from internal.convert import to_timestamp
+
+
+def _reference(value: datetime) -> Timestamp:
+    expected = Timestamp()
+    expected.FromDatetime(value)
+    return expected
+
+
+def test_edges_match_from_datetime() -> None:
+    for value in (
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2038, 1, 19, 3, 14, 8, 1, tzinfo=UTC),
+        datetime(2026, 12, 2, 9, 30, tzinfo=timezone(timedelta(hours=-11, minutes=-30))),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    ):
+        assert to_timestamp(value) == _reference(value), value
+
+
+def test_random_instants_in_any_offset_match_from_datetime() -> None:
+    rng = random.Random(20261202)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for _ in range(5000):
+        instant = epoch + timedelta(microseconds=rng.randint(-6 * 10**16, 6 * 10**16))
+        value = instant.astimezone(timezone(timedelta(minutes=rng.randint(-14 * 60, 14 * 60))))
+        assert to_timestamp(value) == _reference(value), value
