@@ -292,8 +292,8 @@ def main() -> None:
     echo_loop = args.echo_loop
     if echo_loop == "auto":
         # The echo runs on the event loop the measured server uses.
-        uses_uvloop = "uvloop" in (server_repo / "internal" / "server" / "app.py").read_text()
-        echo_loop = "uvloop" if uses_uvloop else "asyncio"
+        runtime = server_repo / "internal" / "server" / "runtime.py"
+        echo_loop = "uvloop" if runtime.exists() and "uvloop" in runtime.read_text() else "asyncio"
 
     root = Path(tempfile.mkdtemp(prefix="altalune-bench-"))
     root.chmod(0o755)
@@ -329,7 +329,8 @@ def main() -> None:
         print(
             f"\nAltalune benchmark: {args.seconds:.0f} s per row, {args.concurrency} calls in flight from "
             f"{args.load_processes} load processes, {args.projects} projects, {os.cpu_count()} cores shared by "
-            f"server and load.\nServer: {server_repo}; set-up (projects + 201 employees, serial): {populate_s:.1f} s"
+            f"server and load.\nServer: {server_repo}; echo on {echo_loop}; set-up (projects + 201 employees, serial): "
+            f"{populate_s:.1f} s"
         )
         print(f"{'case':<58} {'calls/s':>8} {'% echo':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
         rates: dict[tuple[int, str, str], float] = {}
