@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import select
 import signal
@@ -45,6 +46,7 @@ STOP_MARGIN_S = 5.0
 RESTART_PAUSE_S = 0.2
 RESTART_PAUSE_MAX_S = 10.0
 STABLE_AFTER_S = 30.0
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 @dataclass
@@ -203,9 +205,18 @@ class Supervisor:
             self._retire(worker)
 
 
+def _die_with_supervisor() -> None:
+    """Ask Linux to send SIGTERM when the supervisor dies, so no worker outlives it (kill -9 of the
+    supervisor included); elsewhere the worker notices within a second by polling its parent."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 async def _serve_worker(settings: Settings, database_url: str, http_fd: int, ready_fd: int) -> None:
     from internal.server.app import AltaluneServer
 
+    parent = os.getppid()
     sock = socket.socket(fileno=http_fd)
     sock.setblocking(False)
     server = AltaluneServer(settings, database_url, http_socket=sock, share_grpc_port=True)
@@ -213,22 +224,28 @@ async def _serve_worker(settings: Settings, database_url: str, http_fd: int, rea
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
-    os.write(ready_fd, b"ready\n")
-    os.close(ready_fd)
-    parent = os.getppid()
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
-                await stop.wait()
-        if os.getppid() != parent:
-            log.warning("supervisor gone; stopping")
-            break
-    await server.stop()
+    await server.start()  # on failure it releases what it took and raises: the worker exits non-zero
+    try:
+        try:
+            os.write(ready_fd, b"ready\n")
+        except BrokenPipeError:
+            stop.set()  # the supervisor went away while this worker was starting
+        finally:
+            os.close(ready_fd)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await stop.wait()
+            if os.getppid() != parent:
+                log.warning("supervisor gone; stopping")
+                break
+    finally:
+        await server.stop()
 
 
 def worker_main() -> int:
     """Entry of one worker process (started by Supervisor._start)."""
+    _die_with_supervisor()
     settings = load_settings()
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     structlog.contextvars.bind_contextvars(worker=int(os.environ[INDEX_ENV]))

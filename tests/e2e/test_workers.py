@@ -226,9 +226,10 @@ async def test_sigterm_lets_calls_in_flight_on_every_worker_finish_within_the_gr
         calls = [asyncio.create_task(connect_update(n)) for n in range(4)]
         calls += [asyncio.create_task(grpc_update(n)) for n in range(4, 8)]
         async with await psycopg.AsyncConnection.connect(service.database_url, autocommit=True) as watcher:
-            for _ in range(200):
+            for _ in range(600):
                 cur = await watcher.execute(
-                    "SELECT count(*), count(DISTINCT pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE employees %%'"
                 )
                 row = await cur.fetchone()
                 if row and row[0] == 8:
@@ -251,3 +252,18 @@ async def test_sigterm_lets_calls_in_flight_on_every_worker_finish_within_the_gr
     updates = [r for r in service.records() if r["event"] == "rpc" and r["rpc"].endswith("/UpdateEmployee")]
     assert len(updates) == 8
     assert {r["code"] for r in updates} == {"ok"}
+
+
+async def test_workers_do_not_outlive_a_supervisor_killed_with_sigkill(service: Service) -> None:
+    workers = service.workers()
+    assert len(workers) == 2
+
+    service.process.kill()
+    await service.process.wait()
+
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its supervisor"
+        await asyncio.sleep(0.05)
+    records = service.records()
+    assert sorted(r["worker"] for r in records if r["event"] == "stopped") == [0, 1], "each worker drained and stopped"
