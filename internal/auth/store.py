@@ -55,35 +55,23 @@ SELECT project_id, secret_hash, scopes, active, expired, stale_last_used
 FROM api_key_credential(%(project)s, %(key_id)s, interval '{LAST_USED_RESOLUTION}')
 """
 
-_GLOBAL_PERMISSIONS = """
-ARRAY(SELECT DISTINCT p.name FROM user_roles ur
-      JOIN role_permissions rp ON rp.role_id = ur.role_id
-      JOIN permissions p ON p.id = rp.permission_id
-      WHERE ur.user_id = u.id AND p.scope = 'global') AS global_permissions
+# The user, their global permissions and their membership in the call's project: one round trip
+# (migrations/0005_credential_lookups.sql; planned once per connection, not once per call).
+_USER = """
+SELECT id, public_id, active, global_permissions, member_project_id, member_role, member_permissions
+FROM user_credential(%(public_id)s, %(email)s, %(project)s)
 """
 # A membership role is the built-in role of the same name; its project-scope grants apply.
-_MEMBERSHIP = """
+_MEMBERSHIP_ONLY = """
 SELECT pr.id AS project_id, m.role,
        ARRAY(SELECT p.name FROM roles r
              JOIN role_permissions rp ON rp.role_id = r.id
              JOIN permissions p ON p.id = rp.permission_id
              WHERE r.name = m.role AND p.scope = 'project') AS permissions
 FROM projects pr
-JOIN project_members m ON m.project_id = pr.id AND m.user_id = {user}
-WHERE pr.public_id = {project} AND pr.deleted_at IS NULL
+JOIN project_members m ON m.project_id = pr.id AND m.user_id = %(user)s
+WHERE pr.public_id = %(project)s AND pr.deleted_at IS NULL
 """
-
-# The user, their global permissions and their membership in the call's project: one round trip.
-_USER = f"""
-SELECT u.id, u.public_id, u.active, {_GLOBAL_PERMISSIONS},
-       m.project_id AS member_project_id, m.role AS member_role, m.permissions AS member_permissions
-FROM users u
-LEFT JOIN LATERAL ({_MEMBERSHIP.format(user="u.id", project="%(project)s")}) m ON true
-WHERE {{match}}
-"""
-_USER_BY_PUBLIC_ID = _USER.format(match="u.public_id = %(who)s")
-_USER_BY_EMAIL = _USER.format(match="u.email_key = lower(%(who)s)")
-_MEMBERSHIP_ONLY = _MEMBERSHIP.format(user="%(user)s", project="%(project)s")
 
 
 class AccessStore:
@@ -111,8 +99,9 @@ class AccessStore:
     ) -> UserCredential | None:
         """By public id or by email; with the membership in `project_public_id` when given."""
         cur = conn.cursor(row_factory=class_row(UserCredential))
-        query = _USER_BY_PUBLIC_ID if public_id is not None else _USER_BY_EMAIL
-        await cur.execute(query, {"who": public_id if public_id is not None else email, "project": project_public_id})
+        await cur.execute(
+            _USER, {"public_id": public_id, "email": email if public_id is None else None, "project": project_public_id}
+        )
         return await cur.fetchone()
 
     async def membership(self, conn: AsyncConnection[Any], project_public_id: str, user_id: int) -> Membership | None:
