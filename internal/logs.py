@@ -26,7 +26,9 @@ def configure_logging(*, fmt: str = "console", level: str = "info") -> None:
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # One write per line (message and newline together): worker processes share stderr, and
+        # a line written in two parts can be split by another process's line.
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     # Libraries that log through the standard library (uvicorn, psycopg) share the level.
