@@ -651,6 +651,8 @@ def run_one(n: int, opts: Options) -> Report:
             "ALTALUNE_LOG_LEVEL": "warning",
             "ALTALUNE_SECRETS_DIR": str(secrets),
             "ALTALUNE_REAPER_INTERVAL_S": "1",
+            # One serving process, as on checkouts before worker processes: figures stay comparable.
+            "ALTALUNE_WORKERS": "1",
         }
         with server_log.open("wb") as log_file:
             server = subprocess.Popen(
