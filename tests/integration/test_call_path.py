@@ -21,7 +21,7 @@ from internal.domain.api_key.repo import ApiKeyRepo
 from internal.domain.api_key.service import ApiKeyService
 from internal.postgres.lease import SessionLease
 from internal.postgres.partitions import UPKEEP_LEASE_KEY
-from tests.integration.projects import employees, fetch, project_ref
+from tests.integration.projects import create_employee, employees, fetch, project_ref
 
 PROJECT_PERMISSIONS = frozenset({"employee:read", "employee:write", "apikey:write"})
 
@@ -49,16 +49,7 @@ async def _setup(container: Container, database_url: str) -> tuple[str, str, str
         owner,
     )
     project = created.project.id
-    hired = await employees(container).create_employee(
-        employee_pb2.CreateEmployeeRequest(
-            project_id=project,
-            name="Ann Lee",
-            email="ann@example.com",
-            role="Engineer",
-            department="R&D",
-            status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
-        )
-    )
+    hired = await create_employee(container, project, "ann@example.com")
     expires = api_key_pb2.CreateApiKeyRequest().expires_at
     expires.FromDatetime(datetime.now(UTC) + timedelta(days=1))
     ref = await project_ref(container, project)
@@ -70,7 +61,7 @@ async def _setup(container: Container, database_url: str) -> tuple[str, str, str
         ),
         key_caller,
     )
-    return project, hired.employee.id, key.secret, jwt
+    return project, hired.id, key.secret, jwt
 
 
 @pytest.mark.parametrize("credential", ["api_key", "jwt"])
