@@ -70,7 +70,11 @@ class Supervisor:
         """Serve until SIGTERM/SIGINT; 0 after a clean drain, 1 if the workers could not start."""
         settings = self.settings
         http = listen_http(settings.host, settings.http_port)
-        reservation, grpc_port = reserve_grpc_port(settings.host, settings.grpc_port)
+        try:
+            reservation, grpc_port = reserve_grpc_port(settings.host, settings.grpc_port)
+        except OSError:
+            http.close()
+            raise
         http_port = http.getsockname()[1]
         self._wakeup = os.pipe()
         os.set_blocking(self._wakeup[1], False)
@@ -112,8 +116,8 @@ class Supervisor:
             reservation.close()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if not self._stopping:
-            log.info("shutting down", signal=signal.Signals(signum).name, grace_s=self.settings.shutdown_grace_s)
+        # Only a flag: a handler that logged could wait forever on the log lock the interrupted
+        # code holds. The loop logs when it sees the flag.
         self._stopping = True
 
     def _start(self, index: int, env: dict[str, str], http_fd: int) -> None:
@@ -190,6 +194,8 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         """SIGTERM every worker at once (each drains within the grace period), then wait; kill late ones."""
+        if self._stopping:
+            log.info("shutting down", grace_s=self.settings.shutdown_grace_s)
         for worker in self.workers.values():
             if worker.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
