@@ -6,6 +6,7 @@ import logging
 import sys
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -19,7 +20,9 @@ def configure_logging(*, fmt: str = "console", level: str = "info") -> None:
     ]
     renderer: structlog.typing.Processor
     if fmt == "json":
-        processors.append(structlog.processors.dict_tracebacks)
+        # Tracebacks as data, without the frames' local variables: they hold credentials (the
+        # authorization header) and personal data (request fields).
+        processors.append(structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)))
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
