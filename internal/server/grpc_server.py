@@ -42,6 +42,11 @@ def _status_with(error: ConnectError, extra: Iterable[tuple[str, str]]) -> grpc.
     return _Status(status.code, status.details, (*status.trailing_metadata, *extra))
 
 
+def _address(peer: str) -> str:
+    """grpc's `ipv4:127.0.0.1:5000` / `ipv6:[::1]:5000` as the HTTP port logs it: `127.0.0.1:5000`."""
+    return peer.split(":", 1)[1] if peer.startswith(("ipv4:", "ipv6:")) else peer
+
+
 def _unary_handler(route: UnaryRoute) -> grpc.RpcMethodHandler:
     input_type = route.method.input
     method = route.method
@@ -56,7 +61,7 @@ def _unary_handler(route: UnaryRoute) -> grpc.RpcMethodHandler:
             http_method="POST",
             request_headers=headers,
             timeout_ms=int(remaining * 1000) if remaining is not None else None,
-            client_address=context.peer(),
+            client_address=_address(context.peer()),
         )
         try:
             try:

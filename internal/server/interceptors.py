@@ -74,10 +74,11 @@ class RequestScope:
             code = "canceled"  # the client went away or its deadline passed on the gRPC side
             raise
         finally:
+            fields = {"reason": reason} if reason is not None else {}
             log.info(
                 "rpc",
                 code=code,
-                reason=reason,
+                **fields,
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 peer=ctx.client_address(),
             )

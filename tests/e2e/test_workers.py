@@ -160,6 +160,8 @@ async def test_both_workers_answer_on_both_ports_and_one_runs_the_upkeep(service
     assert len(calls) == 60
     assert {r["worker"] for r in calls if r["transport"] == "connect"} == {0, 1}
     assert {r["worker"] for r in calls if r["transport"] == "grpc"} == {0, 1}
+    # The peer reads the same on both ports.
+    assert all(r["peer"].startswith("127.0.0.1:") for r in calls), {r["peer"] for r in calls}
     serving = [r for r in service.records() if r["event"] == "serving" and "workers" in r]
     assert [r["workers"] for r in serving] == [2], "the supervisor reports once, for the whole service"
     assert await _lease_holders(service.database_url) == 1
