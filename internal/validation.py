@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import protovalidate
 from buf.validate import validate_pb2
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
 
 from internal.errors import FieldViolation, InvalidArgument
 
 UPDATE_MASK_FIELD = "update_mask"
+NUL_RULE = "string.no_nul"
+_NUL = "\x00"
 
 
 def _render_path(path: validate_pb2.FieldPath) -> str:
@@ -31,6 +34,11 @@ def _render_path(path: validate_pb2.FieldPath) -> str:
     return ".".join(parts)
 
 
+def _top(path: str) -> str:
+    """The request's own field a violation path starts with: `query` of `query.keyword`."""
+    return path.split(".", 1)[0].split("[", 1)[0]
+
+
 def _is_key_field(name: str) -> bool:
     return name == "id" or name.endswith("_id") or name == UPDATE_MASK_FIELD
 
@@ -43,9 +51,12 @@ class RequestValidator:
 
     def violations(self, message: Message) -> list[FieldViolation]:
         found = self._validator.collect_violations(message)
-        if not found:
+        nul = nul_violations(message)
+        if not found and not nul:
             return []
         mask = self._update_mask(message)
+        if mask is not None:
+            nul = [v for v in nul if _is_key_field(_top(v.field)) or _top(v.field) in mask]
         result: list[FieldViolation] = []
         for violation in found:
             proto = validate_pb2.Violation.FromString(violation.proto.to_binary())
@@ -56,7 +67,8 @@ class RequestValidator:
             if proto.for_key:
                 field += " (key)"
             result.append(FieldViolation(field=field, description=proto.message, reason=proto.rule_id))
-        return result
+        named = {v.field for v in result}
+        return result + [v for v in nul if v.field not in named]
 
     def validate(self, message: Message) -> None:
         """Raise InvalidArgument listing every violation (not just the first)."""
@@ -72,6 +84,36 @@ class RequestValidator:
         if not isinstance(mask, FieldMask):
             return None
         return {path.split(".", 1)[0] for path in mask.paths}
+
+
+def nul_violations(message: Message, prefix: str = "") -> list[FieldViolation]:
+    """Every string anywhere in the request that holds a NUL character: PostgreSQL cannot store one,
+    and no field of the contract means to carry one. Paths are written as protovalidate writes them."""
+    found: list[FieldViolation] = []
+    for field, value in message.ListFields():
+        path = f"{prefix}{field.name}"
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            for key, item in value.items():
+                entry = f'{path}["{key}"]' if isinstance(key, str) else f"{path}[{key}]"
+                if isinstance(key, str) and _NUL in key:
+                    found.append(_nul(f"{entry} (key)"))
+                if value_field.type == FieldDescriptor.TYPE_STRING and _NUL in item:
+                    found.append(_nul(entry))
+                elif value_field.type == FieldDescriptor.TYPE_MESSAGE:
+                    found += nul_violations(item, entry + ".")
+        elif field.type == FieldDescriptor.TYPE_STRING:
+            items = enumerate(value) if field.is_repeated else [(None, value)]
+            found += [_nul(path if i is None else f"{path}[{i}]") for i, text in items if _NUL in text]
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            items = enumerate(value) if field.is_repeated else [(None, value)]
+            for i, item in items:
+                found += nul_violations(item, (path if i is None else f"{path}[{i}]") + ".")
+    return found
+
+
+def _nul(field: str) -> FieldViolation:
+    return FieldViolation(field=field, description="must not contain a NUL (U+0000) character", reason=NUL_RULE)
 
 
 def violation(field: str, description: str, reason: str) -> InvalidArgument:

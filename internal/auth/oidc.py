@@ -236,7 +236,14 @@ class TokenVerifier:
             raise TokenRejected("TOKEN_EXPIRED", "the token has expired") from None
         except jwt.PyJWTError:
             raise TokenRejected("TOKEN_INVALID", "the token failed verification") from None
+        # Claims are typed as RFC 7519 says: a NumericDate is a number (PyJWT also takes a numeric
+        # string), an identifier is a string; NUL and other control characters are never valid and
+        # PostgreSQL refuses NUL outright.
+        if not _is_number(claims["exp"]) or not _is_clean_text(claims["sub"]):
+            raise TokenRejected("TOKEN_INVALID", "the token's claims are malformed")
         email = claims.get("email")
+        if email is not None and not _is_clean_text(email):
+            raise TokenRejected("TOKEN_INVALID", "the token's claims are malformed")
         # Users are found by email, so the issuer must vouch for it: the boolean true, nothing less.
         verified_email = isinstance(email, str) and email and claims.get("email_verified") is True
         if issuer.match is UserMatch.EMAIL and not verified_email:
@@ -248,6 +255,14 @@ class TokenVerifier:
             match=issuer.match,
         )
         return verified, float(claims["exp"]), str(kid)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_clean_text(value: object) -> bool:
+    return isinstance(value, str) and value.isprintable()
 
 
 class LocalIssuer:

@@ -524,6 +524,24 @@ ERROR_CASES: dict[str, ErrorCase] = {
         "INVALID_ARGUMENT",
         ("name",),
     ),
+    "create project with a NUL character in the description": ErrorCase(
+        CREATE_PROJECT,
+        lambda w: P.CreateProjectRequest(
+            name="Nul", description="a\x00b", timezone="UTC", environment=P.ENVIRONMENT_LIVE
+        ),
+        "invalid_argument",
+        "INVALID_ARGUMENT",
+        ("description",),
+        mentions=("NUL",),
+    ),
+    "query employees with a NUL character in the keyword": ErrorCase(
+        QUERY_EMPLOYEES,
+        lambda w: E.QueryEmployeesRequest(project_id=w.project_a.id, query=Q.QueryRequest(keyword="ann\x00")),
+        "invalid_argument",
+        "INVALID_ARGUMENT",
+        ("query.keyword",),
+        mentions=("NUL",),
+    ),
     "create project whose name differs from an existing one only in case": ErrorCase(
         CREATE_PROJECT,
         lambda w: P.CreateProjectRequest(name="PARITY alpha", timezone="UTC", environment=P.ENVIRONMENT_LIVE),

@@ -234,6 +234,10 @@ async def test_a_token_with_a_tampered_payload_is_rejected(local: LocalIssuer, l
         pytest.param({"sub": None}, id="no-subject"),
         pytest.param({"exp": None}, id="no-expiry"),
         pytest.param({"nbf": int(time.time()) + 3600}, id="not-yet-valid"),
+        pytest.param({"sub": "abc\u0000def"}, id="nul-in-subject"),
+        pytest.param({"sub": 12345}, id="numeric-subject"),
+        pytest.param({"email": "a\u0000@example.com"}, id="nul-in-email"),
+        pytest.param({"exp": str(int(time.time()) + 300)}, id="expiry-as-a-string"),
     ],
 )
 async def test_a_correctly_signed_local_token_with_wrong_claims_is_rejected(

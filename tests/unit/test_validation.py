@@ -114,3 +114,42 @@ def test_a_single_violation_helper_builds_a_one_field_invalid_argument() -> None
 
     assert error.violations == (FieldViolation("timezone", "not a zone", "timezone.iana"),)
     assert error.message == "invalid request: timezone: not a zone"
+
+
+def test_a_nul_character_anywhere_is_an_invalid_argument_naming_the_field(validator: RequestValidator) -> None:
+    request = employee_pb2.QueryEmployeesRequest(project_id=VALID_ID)
+    request.query.keyword = "ann\x00"
+    request.query.filters["department"].values.extend(["R&D", "Ops\x00"])
+    request.query.filters["ro\x00le"].values.append("x")
+
+    # The map key breaks the key pattern as well: it is reported once, by that rule.
+    assert _fields(validator.violations(request)) == [
+        ('query.filters["ro\x00le"] (key)', "string.pattern"),
+        ("query.keyword", "string.no_nul"),
+        ('query.filters["department"].values[1]', "string.no_nul"),
+    ]
+
+
+def test_a_nul_character_in_a_field_that_breaks_a_rule_too_is_reported_once(validator: RequestValidator) -> None:
+    request = employee_pb2.CreateEmployeeRequest(
+        project_id=VALID_ID,
+        name="Ann\x00",
+        email="ann@example.com",
+        role="Engineer",
+        department="R&D\x00",
+        status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
+    )
+
+    assert _fields(validator.violations(request)) == [("name", "string.pattern"), ("department", "string.no_nul")]
+
+
+def test_a_nul_character_outside_the_update_mask_is_ignored_like_any_unmasked_field(
+    validator: RequestValidator,
+) -> None:
+    request = project_pb2.UpdateProjectRequest(
+        id=VALID_ID, name="Kept", description="x\x00", update_mask=FieldMask(paths=["name"])
+    )
+    assert validator.violations(request) == []
+
+    request.update_mask.paths.append("description")
+    assert _fields(validator.violations(request)) == [("description", "string.no_nul")]
