@@ -18,7 +18,7 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -92,8 +92,10 @@ class JwksCache:
         client: httpx.AsyncClient | None = None,
         ttl_s: float = 600.0,
         min_refresh_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._url = url
+        self._clock = clock  # injectable, so tests of the refresh timing need no real waiting
         self._client = client or httpx.AsyncClient(timeout=5.0)
         self._ttl_s = ttl_s
         self._min_refresh_s = min_refresh_s
@@ -108,7 +110,7 @@ class JwksCache:
         if self._lock.locked():
             async with self._lock:  # a fetch is in flight: its result is ours too
                 pass
-        now = time.monotonic()
+        now = self._clock()
         # Whatever the trigger (expiry or an unknown kid), at most one attempt per min_refresh_s,
         # successful or not: random kids and a down issuer cost one request each period.
         if now - self._last_attempt > self._min_refresh_s and (
@@ -120,11 +122,11 @@ class JwksCache:
         return self._keys.get(kid)
 
     async def _refresh(self) -> None:
-        started = time.monotonic()
+        started = self._clock()
         async with self._lock:
             if self._last_attempt >= started:
                 return  # someone else tried while we waited
-            self._last_attempt = time.monotonic()
+            self._last_attempt = self._clock()
             try:
                 reply = await self._client.get(self._url)
                 reply.raise_for_status()
@@ -135,7 +137,7 @@ class JwksCache:
                 return
             self._keys = keys
             self._loaded = True
-            self._fetched_at = time.monotonic()
+            self._fetched_at = self._clock()
             self.fetches += 1
 
     async def close(self) -> None:

@@ -117,8 +117,12 @@ def jwks_server() -> Iterator[JwksServer]:
 async def make_cache() -> AsyncIterator[CacheFactory]:
     caches: list[JwksCache] = []
 
-    def make(url: str, *, ttl_s: float = 600.0, min_refresh_s: float = 30.0) -> JwksCache:
-        cache = JwksCache(url, client=httpx.AsyncClient(timeout=2), ttl_s=ttl_s, min_refresh_s=min_refresh_s)
+    def make(
+        url: str, *, ttl_s: float = 600.0, min_refresh_s: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> JwksCache:
+        cache = JwksCache(
+            url, client=httpx.AsyncClient(timeout=2), ttl_s=ttl_s, min_refresh_s=min_refresh_s, clock=clock
+        )
         caches.append(cache)
         return cache
 
@@ -597,19 +601,26 @@ async def test_cached_keys_keep_verifying_when_the_jwks_server_answers_errors(
 async def test_after_a_failed_refresh_unknown_kids_do_not_refetch_before_min_refresh_s(
     jwks_server: JwksServer, make_cache: CacheFactory
 ) -> None:
+    """On a clock the test moves, so a slow machine cannot stretch the 10 s window."""
+    now = [1000.0]
     key = _rsa_key()
     jwks_server.publish(rsa_jwk(key, "k1"))
-    verifier = _external(make_cache(jwks_server.url, ttl_s=0.5, min_refresh_s=0.1))
+    verifier = _external(make_cache(jwks_server.url, ttl_s=60.0, min_refresh_s=10.0, clock=lambda: now[0]))
     await verifier.verify(_rs256(key, "k1"))
     jwks_server.status = 503
-    await asyncio.sleep(0.55)
-    await verifier.verify(_rs256(key, "k1"))  # stale: one refresh, which fails; the cached key serves
+    now[0] += 61.0
+    await verifier.verify(_rs256(key, "k1", sub="stale"))  # stale: one refresh, which fails; the cached key serves
+    assert jwks_server.requests == 2
+    unknown = [_rs256(key, secrets.token_hex(8)) for _ in range(20)]
+
+    now[0] += 9.9
+    for token in unknown:
+        assert await _rejection(verifier, token) == "TOKEN_INVALID"
     assert jwks_server.requests == 2
 
-    for _ in range(20):
-        assert await _rejection(verifier, _rs256(key, secrets.token_hex(8))) == "TOKEN_INVALID"
-
-    assert jwks_server.requests == 2
+    now[0] += 0.2  # past min_refresh_s: one more attempt, still failing
+    assert await _rejection(verifier, unknown[0]) == "TOKEN_INVALID"
+    assert jwks_server.requests == 3
 
 
 @pytest.mark.parametrize(
