@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
+import os
 import sys
 from collections.abc import Iterator, Sequence
 
 from internal.auth.bootstrap import DEFAULT_ADMIN_EMAIL, active_user, ensure_admin
-from internal.config import REPO_ROOT, ConfigError, Settings, load_settings
+from internal.config import REPO_ROOT, SETTING_VARIABLES, ConfigError, Settings, load_settings, unknown_variables
 from internal.container import local_issuer
 from internal.ids import new_public_id
 from internal.logs import configure_logging, get_logger
@@ -77,13 +79,13 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 TOKEN_TTL_DAYS = 30
 
 
-def _print_token(settings: Settings, public_id: str, email: str, ttl_days: int) -> bool:
+def _print_token(settings: Settings, public_id: str, email: str, ttl_days: int, *, label: str = "Token") -> bool:
     issuer = local_issuer(settings)
     if issuer is None:
         print("altalune: ALTALUNE_LOCAL_ISSUER=off, so no token can be minted here", file=sys.stderr)
         return False
     token = issuer.mint(user_public_id=public_id, email=email, ttl_s=ttl_days * 86_400)
-    print(f"# Admin token for {email} (user {public_id}), valid {ttl_days} days. Shown once; keep it secret.")
+    print(f"# {label} for {email} (user {public_id}), valid {ttl_days} days. Shown once; keep it secret.")
     print(f"# Mint another with: altalune token --email {email}")
     print(f"export ALTALUNE_TOKEN={token}")
     return True
@@ -99,7 +101,7 @@ def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
             f"Mint a token with: altalune token --email {admin.email}"
         )
         return 0
-    return 0 if _print_token(settings, admin.public_id, admin.email, TOKEN_TTL_DAYS) else 1
+    return 0 if _print_token(settings, admin.public_id, admin.email, TOKEN_TTL_DAYS, label="Admin token") else 1
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -117,14 +119,34 @@ def cmd_public_id(_settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("altalune")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="altalune", description="Multi-tenant resource API (gRPC + Connect).")
+    parser = argparse.ArgumentParser(
+        prog="altalune",
+        description="Multi-tenant resource API (gRPC + Connect).",
+        epilog="Settings come from the environment (DATABASE_URL and "
+        + ", ".join(SETTING_VARIABLES)
+        + "); README.md lists their defaults and meaning.",
+    )
+    parser.add_argument("--version", action="version", version=f"altalune {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve gRPC and Connect (embedded PostgreSQL unless DATABASE_URL)")
     serve.add_argument("--migrate", action="store_true", help="apply pending migrations first")
     serve.set_defaults(run=cmd_serve)
     migrate = commands.add_parser("migrate", help="apply or list migrations")
-    migrate.add_argument("action", nargs="?", choices=("up", "status"), default="up")
+    migrate.add_argument(
+        "action",
+        nargs="?",
+        choices=("up", "status"),
+        default="up",
+        help="up: apply pending migrations (the default); status: list every migration and when it was applied",
+    )
     migrate.set_defaults(run=cmd_migrate)
     bootstrap = commands.add_parser(
         "bootstrap", help="migrate, create the first administrator and print its token (idempotent)"
@@ -149,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"altalune: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    for name, suggestion in unknown_variables(os.environ):
+        log.warning("unknown setting ignored", variable=name, did_you_mean=suggestion)
     try:
         return int(args.run(settings, args))
     except OSError as exc:

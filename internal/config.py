@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,49 @@ def available_cores() -> int:
         return max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+# Every ALTALUNE_* variable the service reads, plus the ones it knowingly leaves alone (the token a
+# shell keeps for clients, the test suite's own), so a misspelled one can be named at start-up.
+SETTING_VARIABLES = (
+    "ALTALUNE_WORKERS",
+    "ALTALUNE_HOST",
+    "ALTALUNE_GRPC_PORT",
+    "ALTALUNE_HTTP_PORT",
+    "ALTALUNE_DATA_DIR",
+    "ALTALUNE_PG_RUN_AS",
+    "ALTALUNE_LOG_FORMAT",
+    "ALTALUNE_LOG_LEVEL",
+    "ALTALUNE_CORS_ORIGINS",
+    "ALTALUNE_MAX_DEADLINE_MS",
+    "ALTALUNE_MAX_CONCURRENT_CALLS",
+    "ALTALUNE_SHUTDOWN_GRACE_S",
+    "ALTALUNE_DB_POOL_MIN",
+    "ALTALUNE_DB_POOL_MAX",
+    "ALTALUNE_DB_POOL_MAX_LIFETIME_S",
+    "ALTALUNE_REAPER_INTERVAL_S",
+    "ALTALUNE_SECRETS_DIR",
+    "ALTALUNE_API_KEY_PEPPER",
+    "ALTALUNE_LOCAL_ISSUER",
+    "ALTALUNE_OIDC_ISSUER",
+    "ALTALUNE_OIDC_AUDIENCE",
+    "ALTALUNE_OIDC_JWKS_URL",
+)
+_LEFT_ALONE = frozenset({"ALTALUNE_TOKEN"})
+_LEFT_ALONE_PREFIXES = ("ALTALUNE_TEST_", "ALTALUNE_WORKER_")
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """ALTALUNE_* variables nothing reads, each with the closest real name (None if none is close)."""
+    found = []
+    for name in sorted(env):
+        if not name.startswith("ALTALUNE_") or name in SETTING_VARIABLES or name in _LEFT_ALONE:
+            continue
+        if name.startswith(_LEFT_ALONE_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, SETTING_VARIABLES, n=1, cutoff=0.8)
+        found.append((name, close[0] if close else None))
+    return found
 
 
 class ConfigError(ValueError):

@@ -167,3 +167,23 @@ async def test_the_serve_command_answers_logs_json_and_exits_cleanly_on_sigterm(
     for rid, reason in (("process-test-anonymous", "CREDENTIALS_MISSING"), ("process-test-forged", "TOKEN_INVALID")):
         assert (calls[rid]["code"], calls[rid]["reason"]) == ("unauthenticated", reason), calls[rid]
         assert calls[rid].get("caller") is None, calls[rid]
+
+
+async def test_the_cli_names_what_it_prints_and_what_it_ignores(database_url: str, tmp_path: Path) -> None:
+    env = serve_env(database_url, tmp_path / "secrets", free_port(), free_port(), ALTALUNE_WORKRS="2")
+
+    code, out, _ = await run_altalune(env, "--version")
+    assert code == 0
+    assert re.fullmatch(r"altalune \d+\.\d+\.\d+\S*\n", out), out
+
+    code, out, err = await run_altalune(env, "bootstrap")
+    assert code == 0, (out, err)
+    admin = ADMIN_LINE.search(out)
+    assert admin is not None, out
+    assert "ALTALUNE_WORKRS" in err, "a misspelled setting is named"
+    assert "ALTALUNE_WORKERS" in err, "with the setting it probably meant"
+
+    code, out, err = await run_altalune(env, "token", "--email", admin.group(1))
+    assert code == 0, (out, err)
+    assert out.startswith(f"# Token for {admin.group(1)} (user {admin.group(2)})"), out
+    assert "Admin" not in out, "only bootstrap's token is the administrator's by construction"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from internal.config import DEV_CORS_ORIGINS, ConfigError, Settings, load_settings
+from internal.config import DEV_CORS_ORIGINS, SETTING_VARIABLES, ConfigError, Settings, load_settings, unknown_variables
 
 
 def test_an_empty_environment_gives_the_documented_defaults() -> None:
@@ -91,3 +91,21 @@ def test_a_rejected_database_url_is_not_echoed_in_the_message() -> None:
 @pytest.mark.parametrize("url", ["postgres://u@h/db", "postgresql://u:p@h:5433/db?sslmode=require"])
 def test_both_postgres_url_schemes_are_accepted(url: str) -> None:
     assert load_settings({"DATABASE_URL": url}).database_url == url
+
+
+def test_a_misspelled_setting_is_named_with_the_closest_real_one() -> None:
+    env = {
+        "ALTALUNE_WORKRS": "2",
+        "ALTALUNE_HTTP_PORT": "8081",
+        "ALTALUNE_TOKEN": "eyJ...",  # a client's variable, kept in the same shell
+        "ALTALUNE_TEST_PG_KEEP": "1",
+        "ALTALUNE_FROBNICATE": "yes",
+        "PATH": "/usr/bin",
+    }
+
+    assert unknown_variables(env) == [("ALTALUNE_FROBNICATE", None), ("ALTALUNE_WORKRS", "ALTALUNE_WORKERS")]
+
+
+def test_every_variable_the_settings_read_counts_as_known() -> None:
+    read = {name: "" for name in SETTING_VARIABLES}
+    assert unknown_variables(read) == []
