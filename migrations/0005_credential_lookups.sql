@@ -10,6 +10,7 @@ RETURNS TABLE (
     secret_hash     bytea,
     scopes          text[],
     active          boolean,
+    expires_at      timestamptz,
     expired         boolean,
     stale_last_used boolean
 )
@@ -23,7 +24,7 @@ BEGIN
         RETURN;
     END IF;
     RETURN QUERY
-        SELECT live_project, k.secret_hash, k.scopes, k.active, k.expires_at <= now(),
+        SELECT live_project, k.secret_hash, k.scopes, k.active, k.expires_at, k.expires_at <= now(),
                (k.last_used_at IS NULL OR k.last_used_at < now() - last_used_resolution)
         FROM api_keys k
         WHERE k.project_id = live_project AND k.public_id = key_public_id;

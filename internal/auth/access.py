@@ -84,7 +84,7 @@ class Authenticator:
             if row.stale_last_used:
                 await self._store.touch_api_key(conn, row.project_id, parsed.key_public_id)
         project = ProjectRef(parsed.project_public_id, row.project_id)
-        return Principal.api_key(parsed.key_public_id, project, frozenset(row.scopes))
+        return Principal.api_key(parsed.key_public_id, project, frozenset(row.scopes), row.expires_at)
 
     async def _user(self, token: str, project_hint: str | None) -> Authenticated:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 from internal.tenancy import ProjectRef
@@ -23,6 +24,7 @@ class Principal:
     user_public_id: str | None = None
     api_key_public_id: str | None = None
     key_project: ProjectRef | None = None  # the key's project, live when the key was checked
+    key_expires_at: datetime | None = None  # nothing an API key creates or changes may outlive it
     # API key: its scopes. User: the global permissions of their roles.
     permissions: frozenset[str] = field(default_factory=frozenset)
 
@@ -39,8 +41,16 @@ class Principal:
         return cls(PrincipalKind.USER, user_id=user_id, user_public_id=public_id, permissions=global_permissions)
 
     @classmethod
-    def api_key(cls, key_public_id: str, project: ProjectRef, scopes: frozenset[str]) -> Principal:
-        return cls(PrincipalKind.API_KEY, api_key_public_id=key_public_id, key_project=project, permissions=scopes)
+    def api_key(
+        cls, key_public_id: str, project: ProjectRef, scopes: frozenset[str], expires_at: datetime | None = None
+    ) -> Principal:
+        return cls(
+            PrincipalKind.API_KEY,
+            api_key_public_id=key_public_id,
+            key_project=project,
+            permissions=scopes,
+            key_expires_at=expires_at,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ call's project (live) and its internal id, which the call then carries (internal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -17,6 +18,7 @@ class ApiKeyCredential:
     secret_hash: bytes
     scopes: list[str]
     active: bool
+    expires_at: datetime
     expired: bool
     stale_last_used: bool
 
@@ -51,7 +53,7 @@ LAST_USED_RESOLUTION = "60 seconds"
 
 # The key's live project and the key row in one round trip (migrations/0005_api_key_credential.sql).
 _API_KEY = f"""
-SELECT project_id, secret_hash, scopes, active, expired, stale_last_used
+SELECT project_id, secret_hash, scopes, active, expires_at, expired, stale_last_used
 FROM api_key_credential(%(project)s, %(key_id)s, interval '{LAST_USED_RESOLUTION}')
 """
 

@@ -363,6 +363,31 @@ async def test_a_member_cannot_mint_a_key_stronger_than_itself(transports: dict[
     assert failure.shape == ("permission_denied", "PERMISSION_MISSING", ())
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_key_cannot_mint_a_key_that_outlives_it(
+    transports: dict[str, Transport], world: World, transport: str
+) -> None:
+    """A leaked key must not be able to keep the project open past its own expiry (30 days here)."""
+    t = transports[transport]
+    create = call("ApiKeyService", "CreateApiKey")
+    name = f"successor {next(_serial)}"
+    request = create.request(project_id=world.project_a, name=name, scopes=["employee:read"], expires_at=expiry(60))
+
+    failure = (await t.call(create, request, headers=bearer(world.tokens["key_a"]))).failed()
+
+    assert failure.shape == ("permission_denied", "API_KEY_OUTLIVES_CALLER", ())
+    assert failure.metadata["project_id"] == world.project_a
+    await ok(
+        t,
+        create,
+        world.tokens["key_a"],
+        project_id=world.project_a,
+        name=name,
+        scopes=["employee:read"],
+        expires_at=expiry(10),
+    )
+
+
 # --- revocation ----------------------------------------------------------------------------------
 
 

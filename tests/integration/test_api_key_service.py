@@ -16,12 +16,17 @@ from altalune.v1 import api_key_pb2, common_pb2, project_pb2
 from internal.auth.credentials import ApiKeyHasher, display_prefix, parse_api_key
 from internal.auth.principal import Caller, Principal
 from internal.container import Container
-from internal.domain.api_key.errors import ApiKeyNameTaken, ApiKeyNotFound, ApiKeyScopeExceedsCaller
+from internal.domain.api_key.errors import (
+    ApiKeyNameTaken,
+    ApiKeyNotFound,
+    ApiKeyOutlivesCaller,
+    ApiKeyScopeExceedsCaller,
+)
 from internal.domain.api_key.repo import ApiKeyRepo
 from internal.domain.api_key.service import ApiKeyService
 from internal.errors import InvalidArgument
 from internal.tenancy import ProjectNotFound
-from tests.integration.projects import AsAuthorized
+from tests.integration.projects import AsAuthorized, project_ref
 
 pytestmark = pytest.mark.integration
 
@@ -503,3 +508,45 @@ async def test_a_deleted_key_is_gone(container: Container) -> None:
     assert await _get(service, project_id, kept.id) == kept
     # Its name is free again.
     await _create(service, project_id, name="Doomed")
+
+
+async def test_an_api_key_cannot_make_or_keep_a_key_alive_past_its_own_expiry(container: Container) -> None:
+    service = _service(container)
+    project_id = await _create_project(container, "Acme")
+    own_expiry = _in_days(10)
+    ref = await project_ref(container, project_id)
+    as_key = Caller(
+        principal=Principal.api_key("keykeykeykey22", ref, frozenset({"apikey:write"}), own_expiry),
+        permissions=frozenset({"apikey:write", "employee:read"}),
+        project=ref,
+    )
+
+    with pytest.raises(ApiKeyOutlivesCaller) as caught:
+        await _create(service, project_id, name="Successor", expires_at=_in_days(20), caller=as_key)
+    assert caught.value.code == Code.PERMISSION_DENIED
+    assert caught.value.metadata["max_expires_at"] == own_expiry.isoformat().replace("+00:00", "Z")
+    assert await _names(service, project_id) == []
+
+    # Up to its own expiry is fine; a user is not limited.
+    short = await _create(service, project_id, name="Short", expires_at=own_expiry, caller=as_key)
+    with pytest.raises(ApiKeyOutlivesCaller):
+        await service.update_api_key(
+            api_key_pb2.UpdateApiKeyRequest(
+                project_id=project_id,
+                id=short.api_key.id,
+                expires_at=_in_days(30),
+                update_mask=FieldMask(paths=["expires_at"]),
+            ),
+            as_key,
+        )
+    assert (await _get(service, project_id, short.api_key.id)).expires_at.ToDatetime(tzinfo=UTC) == own_expiry
+    extended = await service.update_api_key(
+        api_key_pb2.UpdateApiKeyRequest(
+            project_id=project_id,
+            id=short.api_key.id,
+            expires_at=_in_days(30),
+            update_mask=FieldMask(paths=["expires_at"]),
+        ),
+        _caller(),
+    )
+    assert extended.api_key.expires_at.ToDatetime(tzinfo=UTC) == _in_days(30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from connectrpc.code import Code
 
@@ -42,4 +43,19 @@ class ApiKeyScopeExceedsCaller(AppError):
         super().__init__(
             f"the caller does not hold the scope(s) {joined} in project {project_id!r}",
             metadata={"project_id": project_id, "scopes": joined},
+        )
+
+
+class ApiKeyOutlivesCaller(AppError):
+    """An API key may not give a key a longer life than its own: a leaked key could otherwise keep
+    itself alive, or mint a successor that outlives its revocation date."""
+
+    reason = "API_KEY_OUTLIVES_CALLER"
+    code = Code.PERMISSION_DENIED
+
+    def __init__(self, project_id: str, limit: datetime) -> None:
+        stamp = limit.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        super().__init__(
+            f"an API key can set expiries up to its own ({stamp}) and no later",
+            metadata={"project_id": project_id, "max_expires_at": stamp},
         )

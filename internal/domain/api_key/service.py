@@ -6,15 +6,20 @@ The whole key leaves the server once, in the CreateApiKey response; only its key
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import AsyncConnection
 
 from altalune.v1 import api_key_pb2
 from internal.auth.credentials import ApiKeyHasher, mint_api_key
-from internal.auth.principal import Caller
-from internal.domain.api_key.errors import ApiKeyNameTaken, ApiKeyNotFound, ApiKeyScopeExceedsCaller
+from internal.auth.principal import Caller, PrincipalKind
+from internal.domain.api_key.errors import (
+    ApiKeyNameTaken,
+    ApiKeyNotFound,
+    ApiKeyOutlivesCaller,
+    ApiKeyScopeExceedsCaller,
+)
 from internal.domain.api_key.model import ApiKeyChanges, ApiKeyRow, NewApiKey
 from internal.domain.api_key.repo import QUERY_SPEC, ApiKeyRepo, NameTaken
 from internal.errors import FieldViolation, InvalidArgument
@@ -54,6 +59,13 @@ class ApiKeyService:
         if excess:
             raise ApiKeyScopeExceedsCaller(project_public_id, excess)
 
+    @staticmethod
+    def _check_expiry(project: ProjectRef, expires_at: datetime, caller: Caller) -> None:
+        """A key set by an API key ends no later than that key (users are not limited)."""
+        limit = caller.principal.key_expires_at
+        if caller.principal.kind is PrincipalKind.API_KEY and limit is not None and expires_at > limit:
+            raise ApiKeyOutlivesCaller(project.public_id, limit)
+
     async def create_api_key(
         self, project: ProjectRef, request: api_key_pb2.CreateApiKeyRequest, caller: Caller
     ) -> api_key_pb2.CreateApiKeyResponse:
@@ -67,6 +79,7 @@ class ApiKeyService:
             scopes=scopes,
             expires_at=request.expires_at.ToDatetime(tzinfo=UTC),
         )
+        self._check_expiry(project, new.expires_at, caller)
         try:
             async with self._db.connection() as conn:
                 await self._check_scopes(conn, project.public_id, scopes, caller)
@@ -94,6 +107,8 @@ class ApiKeyService:
             scopes=tuple(request.scopes) if "scopes" in paths else None,
             expires_at=request.expires_at.ToDatetime(tzinfo=UTC) if "expires_at" in paths else None,
         )
+        if changes.expires_at is not None:
+            self._check_expiry(project, changes.expires_at, caller)
         try:
             async with self._db.connection() as conn:
                 if changes.scopes is not None:
