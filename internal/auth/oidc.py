@@ -92,10 +92,12 @@ class JwksCache:
         client: httpx.AsyncClient | None = None,
         ttl_s: float = 600.0,
         min_refresh_s: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._url = url
-        self._clock = clock  # injectable, so tests of the refresh timing need no real waiting
+        # Injectable, so tests of the refresh timing need no real waiting; by default the module's
+        # monotonic clock, looked up on each call.
+        self._clock = clock or _monotonic
         self._client = client or httpx.AsyncClient(timeout=5.0)
         self._ttl_s = ttl_s
         self._min_refresh_s = min_refresh_s
@@ -257,6 +259,10 @@ class TokenVerifier:
             match=issuer.match,
         )
         return verified, float(claims["exp"]), str(kid)
+
+
+def _monotonic() -> float:
+    return time.monotonic()
 
 
 def _is_number(value: object) -> bool:

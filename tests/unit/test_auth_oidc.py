@@ -118,7 +118,7 @@ async def make_cache() -> AsyncIterator[CacheFactory]:
     caches: list[JwksCache] = []
 
     def make(
-        url: str, *, ttl_s: float = 600.0, min_refresh_s: float = 30.0, clock: Callable[[], float] = time.monotonic
+        url: str, *, ttl_s: float = 600.0, min_refresh_s: float = 30.0, clock: Callable[[], float] | None = None
     ) -> JwksCache:
         cache = JwksCache(
             url, client=httpx.AsyncClient(timeout=2), ttl_s=ttl_s, min_refresh_s=min_refresh_s, clock=clock
