@@ -21,6 +21,15 @@ DEV_CORS_ORIGINS = (
 )
 
 
+# The default number of workers is the number of cores, up to this: each worker holds up to
+# ALTALUNE_DB_POOL_MAX connections plus one, and the database's connection limit is shared.
+DEFAULT_MAX_WORKERS = 8
+
+
+def default_workers() -> int:
+    return min(available_cores(), DEFAULT_MAX_WORKERS)
+
+
 def available_cores() -> int:
     """The cores this process may run on (its CPU affinity), the default number of workers."""
     try:
@@ -81,7 +90,7 @@ class Settings:
     """Everything the process reads from its environment."""
 
     # Serving processes sharing both ports (internal/server/workers.py); 1 = serve in this process.
-    workers: int = field(default_factory=lambda: available_cores())
+    workers: int = field(default_factory=lambda: default_workers())
     host: str = "127.0.0.1"
     grpc_port: int = 50051
     http_port: int = 8080
@@ -177,7 +186,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("ALTALUNE_DB_POOL_MAX must be >= ALTALUNE_DB_POOL_MIN")
     oidc = _oidc(env)
     return Settings(
-        workers=_number(env, "ALTALUNE_WORKERS", available_cores(), low=1, high=64),
+        workers=_number(env, "ALTALUNE_WORKERS", default_workers(), low=1, high=64),
         host=env.get("ALTALUNE_HOST", "") or "127.0.0.1",
         grpc_port=_number(env, "ALTALUNE_GRPC_PORT", 50051, low=0, high=65535),
         http_port=_number(env, "ALTALUNE_HTTP_PORT", 8080, low=0, high=65535),

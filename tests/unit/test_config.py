@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from internal import config
 from internal.config import DEV_CORS_ORIGINS, SETTING_VARIABLES, ConfigError, Settings, load_settings, unknown_variables
 
 
@@ -109,3 +110,11 @@ def test_a_misspelled_setting_is_named_with_the_closest_real_one() -> None:
 def test_every_variable_the_settings_read_counts_as_known() -> None:
     read = {name: "" for name in SETTING_VARIABLES}
     assert unknown_variables(read) == []
+
+
+def test_the_default_number_of_workers_is_the_cores_up_to_eight(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config, "available_cores", lambda: 2)
+    assert load_settings({}).workers == 2
+    monkeypatch.setattr(config, "available_cores", lambda: 64)
+    assert load_settings({}).workers == 8
+    assert load_settings({"ALTALUNE_WORKERS": "16"}).workers == 16
