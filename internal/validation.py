@@ -43,6 +43,12 @@ def _is_key_field(name: str) -> bool:
     return name == "id" or name.endswith("_id") or name == UPDATE_MASK_FIELD
 
 
+def _counts(top_field: str, mask: set[str] | None) -> bool:
+    """Whether a violation on this top-level field counts: always, unless an update mask leaves the
+    field out (key fields and the mask itself always count)."""
+    return mask is None or not top_field or _is_key_field(top_field) or top_field in mask
+
+
 class RequestValidator:
     """Validates requests against the buf.validate rules compiled into their descriptors."""
 
@@ -55,13 +61,12 @@ class RequestValidator:
         if not found and not nul:
             return []
         mask = self._update_mask(message)
-        if mask is not None:
-            nul = [v for v in nul if _is_key_field(_top(v.field)) or _top(v.field) in mask]
+        nul = [v for v in nul if _counts(_top(v.field), mask)]
         result: list[FieldViolation] = []
         for violation in found:
             proto = validate_pb2.Violation.FromString(violation.proto.to_binary())
             top_field = proto.field.elements[0].field_name if proto.field.elements else ""
-            if mask is not None and top_field and not _is_key_field(top_field) and top_field not in mask:
+            if not _counts(top_field, mask):
                 continue
             field = _render_path(proto.field)
             if proto.for_key:

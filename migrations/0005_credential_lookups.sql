@@ -31,9 +31,24 @@ BEGIN
 END
 $$;
 
+-- A user's membership in a live project: its role, and the project permissions of the built-in
+-- role of the same name. The one statement of this rule, used by user_credential() below and by
+-- the authorizer (internal/auth/store.py). Plain SQL, so the planner inlines it where it is used.
+CREATE FUNCTION project_membership(member_id bigint, in_project bpchar)
+RETURNS TABLE (project_id bigint, role text, permissions text[])
+LANGUAGE sql STABLE AS $$
+    SELECT pr.id, pm.role,
+           ARRAY(SELECT p.name::text FROM roles r
+                 JOIN role_permissions rp ON rp.role_id = r.id
+                 JOIN permissions p ON p.id = rp.permission_id
+                 WHERE r.name = pm.role AND p.scope = 'project')
+    FROM projects pr
+    JOIN project_members pm ON pm.project_id = pr.id AND pm.user_id = member_id
+    WHERE pr.public_id = in_project AND pr.deleted_at IS NULL
+$$;
+
 -- The lookup every call with a login JWT makes: the user, their global permissions and their
--- membership in the call's project (the built-in role of the same name grants the project
--- permissions), in one statement.
+-- membership in the call's project (project_membership() above), in one statement.
 --
 -- None of these tables is partitioned, so the statement is planned once per connection (generic
 -- plan) instead of on every call: the pool's force_custom_plan exists for partitioned tables, and
@@ -70,15 +85,6 @@ BEGIN
                      WHERE ur.user_id = who.id AND p.scope = 'global'),
                membership.project_id, membership.role, membership.permissions
         FROM (SELECT 1) AS one
-        LEFT JOIN LATERAL (
-            SELECT pr.id AS project_id, pm.role,
-                   ARRAY(SELECT p.name::text FROM roles r
-                         JOIN role_permissions rp ON rp.role_id = r.id
-                         JOIN permissions p ON p.id = rp.permission_id
-                         WHERE r.name = pm.role AND p.scope = 'project') AS permissions
-            FROM projects pr
-            JOIN project_members pm ON pm.project_id = pr.id AND pm.user_id = who.id
-            WHERE pr.public_id = project_public_id AND pr.deleted_at IS NULL
-        ) AS membership ON true;
+        LEFT JOIN LATERAL project_membership(who.id, project_public_id) AS membership ON true;
 END
 $$;

@@ -51,7 +51,7 @@ class Membership:
 # than the request.
 LAST_USED_RESOLUTION = "60 seconds"
 
-# The key's live project and the key row in one round trip (migrations/0005_api_key_credential.sql).
+# The key's live project and the key row in one round trip (migrations/0005_credential_lookups.sql).
 _API_KEY = f"""
 SELECT project_id, secret_hash, scopes, active, expires_at, expired, stale_last_used
 FROM api_key_credential(%(project)s, %(key_id)s, interval '{LAST_USED_RESOLUTION}')
@@ -63,16 +63,9 @@ _USER = """
 SELECT id, public_id, active, global_permissions, member_project_id, member_role, member_permissions
 FROM user_credential(%(public_id)s, %(email)s, %(project)s)
 """
-# A membership role is the built-in role of the same name; its project-scope grants apply.
+# The same rule as inside user_credential(), for a user already known (migration 0005).
 _MEMBERSHIP_ONLY = """
-SELECT pr.id AS project_id, m.role,
-       ARRAY(SELECT p.name FROM roles r
-             JOIN role_permissions rp ON rp.role_id = r.id
-             JOIN permissions p ON p.id = rp.permission_id
-             WHERE r.name = m.role AND p.scope = 'project') AS permissions
-FROM projects pr
-JOIN project_members m ON m.project_id = pr.id AND m.user_id = %(user)s
-WHERE pr.public_id = %(project)s AND pr.deleted_at IS NULL
+SELECT project_id, role, permissions FROM project_membership(%(user)s, %(project)s)
 """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 
 from psycopg import sql
@@ -11,6 +12,13 @@ def rendered(statement: sql.Composable) -> sql.SQL:
     """A statement composed at import, rendered once: executing it then only binds values (a
     Composed statement is re-rendered on every execution)."""
     return sql.SQL(statement.as_string())
+
+
+@functools.lru_cache(maxsize=1024)
+def quoted(name: str) -> str:
+    """An identifier quoted as text, once per name: for statements assembled as plain text on
+    every call (identifiers from code only, values always bound), which psycopg parses once."""
+    return sql.Identifier(name).as_string()
 
 
 def column_list(columns: Iterable[str]) -> sql.Composed:

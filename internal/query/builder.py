@@ -9,17 +9,17 @@ domain's QuerySpec (never from the request), values are always bound parameters.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 from psycopg.rows import BaseRowFactory, dict_row
 
 from altalune.v1 import common_pb2
 from internal.errors import FieldViolation, InvalidArgument
+from internal.postgres.statements import quoted
 from internal.query.catalog import CatalogCache
 
 T = TypeVar("T")
@@ -166,14 +166,6 @@ class _Where:
     params: dict[str, Any]
 
 
-@functools.lru_cache(maxsize=1024)
-def _ident(name: str) -> str:
-    """A quoted identifier, computed once per name: statements are assembled as plain text on every
-    call (identifiers from a QuerySpec only, values always bound), so psycopg reuses its parse of
-    each distinct statement text instead of re-rendering composed SQL."""
-    return sql.Identifier(name).as_string()
-
-
 def _where(
     spec: QuerySpec, params: QueryParams, scope: Any, *, skip_filter: str | None = None, prefix: str = ""
 ) -> _Where:
@@ -181,13 +173,13 @@ def _where(
     conditions: list[str] = []
     bound: dict[str, Any] = {}
     if spec.scope_column is not None:
-        conditions.append(f"{_ident(spec.scope_column)} = %({prefix}scope)s")
+        conditions.append(f"{quoted(spec.scope_column)} = %({prefix}scope)s")
         bound[prefix + "scope"] = scope
     if spec.extra_where:
         conditions.append(spec.extra_where)
     if params.keyword and spec.keyword_columns:
         bound[prefix + "keyword"] = f"%{escape_like(params.keyword)}%"
-        matches = " OR ".join(f"{_ident(c)} ILIKE %({prefix}keyword)s ESCAPE '\\'" for c in spec.keyword_columns)
+        matches = " OR ".join(f"{quoted(c)} ILIKE %({prefix}keyword)s ESCAPE '\\'" for c in spec.keyword_columns)
         conditions.append(f"({matches})")
     for index, (key, values) in enumerate(sorted(params.filters.items())):
         if key == skip_filter:
@@ -198,7 +190,7 @@ def _where(
             conditions.append(f"({' OR '.join(chosen)})" if chosen else "FALSE")
             continue
         name = f"{prefix}f{index}"
-        column = _ident(filter_spec.column)
+        column = quoted(filter_spec.column)
         if filter_spec.case_insensitive and filter_spec.values is None:
             column = f"lower({column})"
             bound[name] = [v.lower() for v in values]
@@ -218,15 +210,15 @@ async def run_query(
     catalogs: CatalogCache | None = None,
 ) -> QueryResult[T]:
     """Fetch one page, the total count and the filter catalog in one pipelined round trip."""
-    table = _ident(spec.table)
+    table = quoted(spec.table)
     where = _where(spec, params, scope)
     sort_column, default_desc = spec.default_sort
     desc = params.sort_desc if params.sort_field else default_desc
     if params.sort_field:
         sort_column = spec.sorts[params.sort_field]
     direction = "DESC" if desc else "ASC"
-    order = f"{_ident(sort_column)} {direction}, {_ident(spec.tie_breaker)} {direction}"
-    columns = ", ".join(_ident(c) for c in spec.columns)
+    order = f"{quoted(sort_column)} {direction}, {quoted(spec.tie_breaker)} {direction}"
+    columns = ", ".join(quoted(c) for c in spec.columns)
     # Page size and offset are bound too: every page of a query is the same statement text.
     page_sql = f"SELECT {columns} FROM {table} WHERE {where.clause} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"
     page_params = {**where.params, "limit": params.page_size, "offset": (params.page - 1) * params.page_size}
@@ -239,10 +231,10 @@ async def run_query(
         # Facet semantics: a key's catalog ignores that key's own filter, so choices stay visible.
         facet = _where(spec, params, scope, skip_filter=key, prefix=f"{key}__")
         catalog_params.update(facet.params)
-        column = _ident(spec.filters[key].column)
+        column = quoted(spec.filters[key].column)
         catalog_columns.append(
             f"ARRAY(SELECT DISTINCT {column} FROM {table} WHERE {facet.clause} AND {column} IS NOT NULL "
-            f"ORDER BY {column} LIMIT {CATALOG_LIMIT}) AS {_ident(key)}"
+            f"ORDER BY {column} LIMIT {CATALOG_LIMIT}) AS {quoted(key)}"
         )
     cache_key = CatalogCache.key(scope, catalog_params) if catalogs is not None and catalog_columns else None
     cached = catalogs.get(cache_key) if catalogs is not None and cache_key is not None else None

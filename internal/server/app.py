@@ -54,7 +54,7 @@ class ConnectApp(ConnectASGIApplication[None]):
         return "/"
 
 
-class _Uvicorn(uvicorn.Server):  # type: ignore[misc]
+class UvicornWithoutSignals(uvicorn.Server):  # type: ignore[misc]
     """uvicorn without its own signal handlers: the process-level handler stops both ports."""
 
     @contextlib.contextmanager
@@ -90,7 +90,7 @@ class AltaluneServer:
             cors=CorsPolicy(frozenset(settings.cors_origins)),
             readiness=self._ready,
         )
-        self._uvicorn = _Uvicorn(
+        self._uvicorn = UvicornWithoutSignals(
             uvicorn.Config(
                 gateway,
                 lifespan="on",

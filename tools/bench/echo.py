@@ -15,13 +15,14 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import uvicorn
 
 from altalune.v1 import employee_connect, employee_pb2, employee_pb2_grpc
+from internal.server.app import UvicornWithoutSignals
+from internal.server.sockets import listen_http
 
 RESPONSE = employee_pb2.GetEmployeeResponse(
     employee=employee_pb2.Employee(
@@ -46,24 +47,6 @@ class EchoGrpc(employee_pb2_grpc.EmployeeServiceServicer):  # type: ignore[misc]
         return RESPONSE
 
 
-class _Uvicorn(uvicorn.Server):  # type: ignore[misc]
-    """uvicorn without its own signal handlers, as in the service: the loop's handler stops both ports."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _shared_socket(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
-
-
 async def serve(http_sock: socket.socket, grpc_port: int) -> None:
     server = grpc.aio.server(options=(("grpc.so_reuseport", 1),))
     employee_pb2_grpc.add_EmployeeServiceServicer_to_server(EchoGrpc(), server)
@@ -71,7 +54,7 @@ async def serve(http_sock: socket.socket, grpc_port: int) -> None:
     await server.start()
     app = employee_connect.EmployeeServiceASGIApplication(EchoConnect())  # type: ignore[arg-type]
     config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, server_header=False)
-    http = _Uvicorn(config)
+    http = UvicornWithoutSignals(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -100,7 +83,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = parser.parse_args()
-    http_sock = _shared_socket(args.http_port)
+    http_sock = listen_http("127.0.0.1", args.http_port)
     children: list[int] = []
     for _ in range(args.processes - 1):
         pid = os.fork()
