@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import importlib.metadata
 import os
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -14,9 +15,10 @@ from internal.config import REPO_ROOT, SETTING_VARIABLES, ConfigError, Settings,
 from internal.container import local_issuer
 from internal.ids import new_public_id
 from internal.logs import configure_logging, get_logger
-from internal.postgres.embedded import EmbeddedPostgres
+from internal.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from internal.postgres.migrations import migrate_up, migration_status
 from internal.postgres.partitions import reconcile_partitions
+from internal.postgres.reachability import DatabaseUnreachable, check_reachable, embedded_start_failure
 
 MIGRATIONS_DIR = REPO_ROOT / "migrations"
 
@@ -25,12 +27,21 @@ log = get_logger("altalune")
 
 @contextlib.contextmanager
 def database(settings: Settings) -> Iterator[str]:
-    """DATABASE_URL if set; otherwise the embedded PostgreSQL in the data directory (started if needed)."""
+    """DATABASE_URL if set; otherwise the embedded PostgreSQL in the data directory (started if needed).
+
+    Either is checked once, before any command touches it: when it cannot be reached, the command
+    stops with DatabaseUnreachable (one line) rather than a traceback or a pool retrying forever.
+    """
     if settings.database_url:
+        check_reachable(settings.database_url, source="DATABASE_URL")
         yield settings.database_url
         return
     server = EmbeddedPostgres(settings.data_dir)
-    url = server.start()
+    try:
+        url = server.start()  # connects to it, creating the service database if needed
+    except (EmbeddedPostgresError, OSError, subprocess.SubprocessError) as exc:
+        log.debug("embedded PostgreSQL did not start", data_dir=str(settings.data_dir), detail=str(exc))
+        raise DatabaseUnreachable(embedded_start_failure(server.data_dir, server.log_file, exc)) from None
     log.info("embedded PostgreSQL", data_dir=str(settings.data_dir), url=url, started=server.started_by_us)
     try:
         yield url
@@ -175,6 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("unknown setting ignored", variable=name, did_you_mean=suggestion)
     try:
         return int(args.run(settings, args))
+    except DatabaseUnreachable as exc:
+        # Plain text in both log formats, like the configuration error: it is the whole answer.
+        print(f"altalune: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         log.error("cannot start", error=str(exc))
         return 1
