@@ -30,6 +30,7 @@ from internal.domain.permission.handler import PermissionHandler
 from internal.domain.permission.repo import PermissionRepo
 from internal.domain.permission.service import PermissionService
 from internal.domain.project.handler import ProjectHandler
+from internal.domain.project.model import timezone_rule
 from internal.domain.project.repo import ProjectRepo
 from internal.domain.project.service import ProjectService
 from internal.domain.role.handler import RoleHandler
@@ -70,6 +71,7 @@ class Container:
     rules: dict[str, AccessRule]
     routes: dict[str, UnaryRoute]
     service_names: list[str]
+    validator: RequestValidator
 
     @classmethod
     def build(
@@ -86,12 +88,7 @@ class Container:
         )
         db = Database(pool, statement_timeout_ms=settings.max_deadline_ms)
         hasher = api_key_hasher(settings)
-        projects = ProjectService(
-            db,
-            ProjectRepo(),
-            timezones=frozenset(zoneinfo.available_timezones()),
-            wake_upkeep=wake_upkeep,
-        )
+        projects = ProjectService(db, ProjectRepo(), wake_upkeep=wake_upkeep)
         employees = EmployeeService(db, EmployeeRepo())
         api_keys = ApiKeyService(db, ApiKeyRepo(), hasher)
         iam = IamService(db, IamRepo())
@@ -119,8 +116,10 @@ class Container:
             jwks = JwksCache(settings.oidc_jwks_url)
             trusted.append(TrustedIssuer(settings.oidc_issuer, settings.oidc_audience, jwks, UserMatch.EMAIL))
         store = AccessStore()
+        # Domain rules the contract cannot state, checked in the one validation pass.
+        validator = RequestValidator([timezone_rule(frozenset(zoneinfo.available_timezones()))])
         chain = default_chain(
-            validator=RequestValidator(),
+            validator=validator,
             max_deadline_ms=settings.max_deadline_ms,
             max_concurrent_calls=settings.max_concurrent_calls,
             call_scope=CallScope(db.call_scope),
@@ -139,6 +138,7 @@ class Container:
             rules=rules,
             routes=build_routes(bindings, chain),
             service_names=[b.descriptor.full_name for b in bindings],
+            validator=validator,
         )
 
     async def open(self) -> None:

@@ -1,10 +1,17 @@
 """Request validation with protovalidate, turned into field violations.
 
+Rules the contract cannot state (they need code or data, e.g. a real time zone name) are declared
+by their domain as FieldRules and checked in the same pass, so a request hears of every broken
+field at once, not one stage at a time.
+
 Update requests validate only what they change: a violation on a field that is not named in the
 request's `update_mask` is dropped. Key fields (`id`, `*_id`) and the mask itself always count.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import protovalidate
 from buf.validate import validate_pb2
@@ -49,16 +56,34 @@ def _counts(top_field: str, mask: set[str] | None) -> bool:
     return mask is None or not top_field or _is_key_field(top_field) or top_field in mask
 
 
-class RequestValidator:
-    """Validates requests against the buf.validate rules compiled into their descriptors."""
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    """A rule on one top-level string field of some request types: `broken(value)` returns the
+    description of the violation, or None. Checked only when the contract's own rules pass on the
+    field (an empty name is reported as required, not also as unknown)."""
 
-    def __init__(self) -> None:
+    requests: tuple[type[Message], ...]
+    field: str
+    rule_id: str
+    broken: Callable[[str], str | None]
+
+
+class RequestValidator:
+    """Validates requests against the buf.validate rules compiled into their descriptors, and the
+    FieldRules the domains declare."""
+
+    def __init__(self, rules: Sequence[FieldRule] = ()) -> None:
         self._validator = protovalidate.Validator()
+        self._rules: dict[str, list[FieldRule]] = {}
+        for rule in rules:
+            for request in rule.requests:
+                self._rules.setdefault(request.DESCRIPTOR.full_name, []).append(rule)
 
     def violations(self, message: Message) -> list[FieldViolation]:
         found = self._validator.collect_violations(message)
         nul = nul_violations(message)
-        if not found and not nul:
+        rules = self._rules.get(message.DESCRIPTOR.full_name, ())
+        if not found and not nul and not rules:
             return []
         mask = self._update_mask(message)
         nul = [v for v in nul if _counts(_top(v.field), mask)]
@@ -73,7 +98,15 @@ class RequestValidator:
                 field += " (key)"
             result.append(FieldViolation(field=field, description=proto.message, reason=proto.rule_id))
         named = {v.field for v in result}
-        return result + [v for v in nul if v.field not in named]
+        result += [v for v in nul if v.field not in named]
+        named |= {v.field for v in nul}
+        for rule in rules:
+            if rule.field in named or not _counts(rule.field, mask):
+                continue
+            description = rule.broken(getattr(message, rule.field))
+            if description is not None:
+                result.append(FieldViolation(field=rule.field, description=description, reason=rule.rule_id))
+        return result
 
     def validate(self, message: Message) -> None:
         """Raise InvalidArgument listing every violation (not just the first)."""
@@ -119,8 +152,3 @@ def nul_violations(message: Message, prefix: str = "") -> list[FieldViolation]:
 
 def _nul(field: str) -> FieldViolation:
     return FieldViolation(field=field, description="must not contain a NUL (U+0000) character", reason=NUL_RULE)
-
-
-def violation(field: str, description: str, reason: str) -> InvalidArgument:
-    """A single-field InvalidArgument for rules that need code (e.g. a real time zone name)."""
-    return InvalidArgument([FieldViolation(field=field, description=description, reason=reason)])

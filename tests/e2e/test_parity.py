@@ -556,6 +556,13 @@ ERROR_CASES: dict[str, ErrorCase] = {
         "INVALID_ARGUMENT",
         ("timezone",),
     ),
+    "create project with an empty name and a time zone that does not exist: both at once": ErrorCase(
+        CREATE_PROJECT,
+        lambda w: P.CreateProjectRequest(name="", timezone="Mars/Base", environment=P.ENVIRONMENT_LIVE),
+        "invalid_argument",
+        "INVALID_ARGUMENT",
+        ("name", "timezone"),
+    ),
     "create project with every field wrong": ErrorCase(
         CREATE_PROJECT,
         lambda w: P.CreateProjectRequest(name="-bad", description="x" * 201, environment=7),  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 
 from altalune.v1 import common_pb2, employee_pb2, project_pb2
 from internal.errors import FieldViolation, InvalidArgument
-from internal.validation import RequestValidator, violation
+from internal.validation import FieldRule, RequestValidator
 
 VALID_ID = "23456789abcdef"
 
@@ -109,11 +109,49 @@ def test_validate_raises_invalid_argument_listing_every_violation(validator: Req
     assert "more)" in caught.value.message
 
 
-def test_a_single_violation_helper_builds_a_one_field_invalid_argument() -> None:
-    error = violation("timezone", "not a zone", "timezone.iana")
+ZONES = FieldRule(
+    requests=(project_pb2.CreateProjectRequest, project_pb2.UpdateProjectRequest),
+    field="timezone",
+    rule_id="timezone.iana",
+    broken=lambda value: None if value in {"UTC", "Europe/Paris"} else f"{value!r} is not a zone",
+)
 
-    assert error.violations == (FieldViolation("timezone", "not a zone", "timezone.iana"),)
-    assert error.message == "invalid request: timezone: not a zone"
+
+def test_a_domain_rule_is_reported_together_with_the_contracts_rules() -> None:
+    request = project_pb2.CreateProjectRequest(name="", timezone="Mars/Base", environment=project_pb2.ENVIRONMENT_LIVE)
+
+    found = RequestValidator([ZONES]).violations(request)
+
+    assert _fields(found) == [("name", "required"), ("timezone", "timezone.iana")]
+
+
+def test_a_domain_rule_is_not_checked_on_a_field_the_contract_already_refused() -> None:
+    found = RequestValidator([ZONES]).violations(project_pb2.CreateProjectRequest(name="Acme", timezone=""))
+
+    assert ("timezone", "required") in _fields(found)
+    assert ("timezone", "timezone.iana") not in _fields(found)
+
+
+def test_a_domain_rule_follows_the_update_mask() -> None:
+    validator = RequestValidator([ZONES])
+    unmasked = project_pb2.UpdateProjectRequest(id=VALID_ID, name="Acme", timezone="Mars/Base")
+
+    assert (
+        validator.violations(
+            project_pb2.UpdateProjectRequest(
+                id=VALID_ID, name="Acme", timezone="Mars/Base", update_mask=FieldMask(paths=["name"])
+            )
+        )
+        == []
+    )
+    unmasked.update_mask.paths.append("timezone")
+    assert _fields(validator.violations(unmasked)) == [("timezone", "timezone.iana")]
+
+
+def test_a_domain_rule_applies_only_to_the_requests_it_names() -> None:
+    request = employee_pb2.CreateEmployeeRequest()
+
+    assert "timezone.iana" not in [v.reason for v in RequestValidator([ZONES]).violations(request)]
 
 
 def test_a_nul_character_anywhere_is_an_invalid_argument_naming_the_field(validator: RequestValidator) -> None:

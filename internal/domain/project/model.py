@@ -9,6 +9,7 @@ from enum import StrEnum
 from altalune.v1 import project_pb2
 from internal.convert import to_timestamp
 from internal.enums import EnumMapping
+from internal.validation import FieldRule
 
 
 class Environment(StrEnum):
@@ -19,6 +20,16 @@ class Environment(StrEnum):
 ENVIRONMENTS = EnumMapping(
     [(Environment.LIVE, project_pb2.ENVIRONMENT_LIVE), (Environment.SANDBOX, project_pb2.ENVIRONMENT_SANDBOX)]
 )
+
+
+def timezone_rule(timezones: frozenset[str]) -> FieldRule:
+    """A project's time zone is an IANA name this process knows (the contract checks only its length)."""
+
+    def broken(value: str) -> str | None:
+        return None if value in timezones else f"{value!r} is not an IANA time zone name (e.g. Europe/Paris)"
+
+    requests = (project_pb2.CreateProjectRequest, project_pb2.UpdateProjectRequest)
+    return FieldRule(requests=requests, field="timezone", rule_id="timezone.iana", broken=broken)
 
 
 @dataclass(frozen=True, slots=True)

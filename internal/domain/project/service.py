@@ -22,7 +22,6 @@ from internal.postgres.partitions import (
 )
 from internal.query import params_from_proto
 from internal.tenancy import ProjectNotFound
-from internal.validation import violation
 
 log = get_logger(__name__)
 
@@ -43,28 +42,19 @@ class ProjectService:
         db: Database,
         repo: ProjectRepo,
         *,
-        timezones: frozenset[str],
         wake_upkeep: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
         self._repo = repo
-        self._timezones = timezones
         # Wakes the background upkeep (blocks ahead, purges) early: after a delete, or when new ids
         # reach the last block made ahead.
         self._wake_upkeep = wake_upkeep
         self._blocks = BlockCoverage()
 
-    def _check_timezone(self, timezone: str) -> None:
-        if timezone not in self._timezones:
-            raise violation(
-                "timezone", f"{timezone!r} is not an IANA time zone name (e.g. Europe/Paris)", "timezone.iana"
-            )
-
     async def create_project(
         self, request: project_pb2.CreateProjectRequest, caller: Caller | None = None
     ) -> project_pb2.CreateProjectResponse:
         """A user who creates a project becomes its owner, or nobody could ever act inside it."""
-        self._check_timezone(request.timezone)
         new = NewProject(
             public_id=new_public_id(),
             name=request.name,
@@ -100,8 +90,6 @@ class ProjectService:
 
     async def update_project(self, request: project_pb2.UpdateProjectRequest) -> project_pb2.UpdateProjectResponse:
         paths = set(request.update_mask.paths)
-        if "timezone" in paths:
-            self._check_timezone(request.timezone)
         changes = ProjectChanges(
             name=request.name if "name" in paths else None,
             description=request.description if "description" in paths else None,
