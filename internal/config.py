@@ -53,6 +53,9 @@ SETTING_VARIABLES = (
     "ALTALUNE_MAX_DEADLINE_MS",
     "ALTALUNE_MAX_CONCURRENT_CALLS",
     "ALTALUNE_SHUTDOWN_GRACE_S",
+    "ALTALUNE_HEADER_TIMEOUT_S",
+    "ALTALUNE_MAX_CONNECTIONS",
+    "ALTALUNE_GRPC_MAX_CONNECTION_AGE_S",
     "ALTALUNE_DB_POOL_MIN",
     "ALTALUNE_DB_POOL_MAX",
     "ALTALUNE_DB_POOL_MAX_LIFETIME_S",
@@ -103,6 +106,9 @@ class Settings:
     max_deadline_ms: int = 30_000
     max_concurrent_calls: int = 512
     shutdown_grace_s: float = 10.0
+    header_timeout_s: float = 10.0  # request headers must arrive within this (slow clients hold sockets)
+    max_connections: int = 1000  # open connections per port and worker process
+    grpc_max_connection_age_s: float = 120.0  # then GOAWAY: the bound on a request grpcio never dispatches
     pool_min_size: int = 2
     pool_max_size: int = 8
     pool_max_lifetime_s: float = 3600.0
@@ -198,6 +204,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_deadline_ms=_number(env, "ALTALUNE_MAX_DEADLINE_MS", 30_000, low=100, high=600_000),
         max_concurrent_calls=_number(env, "ALTALUNE_MAX_CONCURRENT_CALLS", 512, low=1, high=100_000),
         shutdown_grace_s=_number(env, "ALTALUNE_SHUTDOWN_GRACE_S", 10.0, low=0.0, high=300.0),
+        header_timeout_s=_number(env, "ALTALUNE_HEADER_TIMEOUT_S", 10.0, low=0.1, high=300.0),
+        max_connections=_number(env, "ALTALUNE_MAX_CONNECTIONS", 1000, low=1, high=1_000_000),
+        grpc_max_connection_age_s=_number(env, "ALTALUNE_GRPC_MAX_CONNECTION_AGE_S", 120.0, low=1.0, high=86_400.0),
         pool_min_size=pool_min,
         pool_max_size=pool_max,
         pool_max_lifetime_s=_number(env, "ALTALUNE_DB_POOL_MAX_LIFETIME_S", 3600.0, low=10.0, high=86_400.0),

@@ -42,7 +42,7 @@ from internal.domain.user.service import UserService
 from internal.postgres.database import Database, create_pool
 from internal.postgres.partitions import warm_connection
 from internal.server.endpoints import ServiceBinding, UnaryRoute, build_routes
-from internal.server.interceptors import CallScope, default_chain
+from internal.server.interceptors import CallScope, Drain, default_chain
 from internal.validation import RequestValidator
 
 PEPPER_FILE = "api-key-pepper"
@@ -71,6 +71,7 @@ class Container:
     rules: dict[str, AccessRule]
     routes: dict[str, UnaryRoute]
     service_names: list[str]
+    drain: Drain
     validator: RequestValidator
 
     @classmethod
@@ -116,6 +117,7 @@ class Container:
             jwks = JwksCache(settings.oidc_jwks_url)
             trusted.append(TrustedIssuer(settings.oidc_issuer, settings.oidc_audience, jwks, UserMatch.EMAIL))
         store = AccessStore()
+        drain = Drain()
         # Domain rules the contract cannot state, checked in the one validation pass.
         validator = RequestValidator([timezone_rule(frozenset(zoneinfo.available_timezones()))])
         chain = default_chain(
@@ -125,6 +127,7 @@ class Container:
             call_scope=CallScope(db.call_scope),
             authenticate=Authenticate(Authenticator(db, store, TokenVerifier(trusted), hasher), rules),
             authorize=Authorize(Authorizer(db, store), rules),
+            drain=drain,
         )
         return cls(
             settings=settings,
@@ -138,6 +141,7 @@ class Container:
             rules=rules,
             routes=build_routes(bindings, chain),
             service_names=[b.descriptor.full_name for b in bindings],
+            drain=drain,
             validator=validator,
         )
 

@@ -35,6 +35,9 @@ class AppError(Exception):
 
     reason: str = "INTERNAL"
     code: Code = Code.INTERNAL
+    # The HTTP status of a Connect error follows the code, unless the protocol fixes another one
+    # (404 unknown procedure, 405 method, 415 content type).
+    http_status: int | None = None
 
     def __init__(
         self,
@@ -118,6 +121,121 @@ class Busy(AppError):
 
     def __init__(self, what: str, retry_after_s: float = 1.0) -> None:
         super().__init__(f"{what} is busy, retry later", retry_after_s=retry_after_s)
+
+
+class ShuttingDown(AppError):
+    """The process is stopping and the call did not finish within the grace period."""
+
+    reason = "SHUTTING_DOWN"
+    code = Code.UNAVAILABLE
+
+    def __init__(self) -> None:
+        super().__init__("server is shutting down, retry on another connection", retry_after_s=0.5)
+
+
+# Transport-level refusals on the HTTP port: raised by the gateway before connectrpc reads the
+# request, so each carries a precise reason instead of the library's bare message.
+
+
+class NoRoute(AppError):
+    """A path outside the RPC prefix and the health endpoints."""
+
+    reason = "NO_ROUTE"
+    code = Code.NOT_FOUND
+
+    def __init__(self, path: str) -> None:
+        shown = path if len(path) <= 200 else path[:200] + "..."
+        super().__init__(f"no route for {shown}: RPCs are served under /api/", metadata={"path": shown})
+
+
+class UnknownProcedure(AppError):
+    reason = "UNKNOWN_PROCEDURE"
+    code = Code.UNIMPLEMENTED
+    http_status = 404
+
+    def __init__(self, path: str) -> None:
+        shown = path if len(path) <= 200 else path[:200] + "..."
+        super().__init__(f"no such procedure: {shown}", metadata={"procedure": shown})
+
+
+class MethodNotAllowed(AppError):
+    """Connect GET is only for RPCs the contract marks free of side effects."""
+
+    reason = "METHOD_NOT_ALLOWED"
+    code = Code.UNIMPLEMENTED
+    http_status = 405
+
+    def __init__(self, method: str, allowed: str) -> None:
+        shown = method[:20]
+        super().__init__(
+            f"HTTP method {shown} is not allowed for this procedure (allowed: {allowed})",
+            metadata={"method": shown, "allowed": allowed},
+        )
+
+
+class UnsupportedContentType(AppError):
+    reason = "UNSUPPORTED_CONTENT_TYPE"
+    code = Code.INVALID_ARGUMENT
+    http_status = 415
+
+    def __init__(self, content_type: str, hint: str) -> None:
+        shown = content_type[:100]
+        super().__init__(f"unsupported content-type {shown!r}: {hint}", metadata={"content_type": shown})
+
+
+class UnsupportedEncoding(AppError):
+    reason = "UNSUPPORTED_ENCODING"
+    code = Code.UNIMPLEMENTED
+
+    def __init__(self, header: str, encoding: str) -> None:
+        shown = encoding[:40]
+        super().__init__(
+            f"{header} {shown!r} is not supported: use gzip or identity",
+            metadata={"header": header, "encoding": shown, "supported": "gzip,identity"},
+        )
+
+
+class InvalidHeader(AppError):
+    """A protocol header (timeout, protocol version) that cannot be read as the protocol says."""
+
+    reason = "INVALID_HEADER"
+    code = Code.INVALID_ARGUMENT
+
+    def __init__(self, header: str, description: str) -> None:
+        super().__init__(f"invalid {header} header: {description}", metadata={"header": header})
+
+
+class MalformedHttp(AppError):
+    """Bytes that are not an HTTP/1.1 request; the connection is closed after the answer."""
+
+    reason = "MALFORMED_HTTP"
+    code = Code.INVALID_ARGUMENT
+
+    def __init__(self) -> None:
+        super().__init__("malformed HTTP request")
+
+
+class HeaderTimeout(AppError):
+    """The request headers did not arrive in time (slow or stalled client); the connection is closed."""
+
+    reason = "HEADER_TIMEOUT"
+    code = Code.DEADLINE_EXCEEDED
+    http_status = 408
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(
+            f"request headers not received within {timeout_s:g} s", metadata={"timeout_s": f"{timeout_s:g}"}
+        )
+
+
+class TooManyConnections(AppError):
+    reason = "TOO_MANY_CONNECTIONS"
+    code = Code.UNAVAILABLE
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            "too many open connections, retry later", metadata={"max_connections": str(limit)}, retry_after_s=1.0
+        )
 
 
 class InternalError(AppError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 import socket
 from collections.abc import Iterator
@@ -28,12 +29,15 @@ from internal.server.codecs import BoundedGzip, JSONCodec, ProtoCodec
 from internal.server.endpoints import UnaryRoute, connect_endpoints
 from internal.server.grpc_server import GrpcServer
 from internal.server.http_gateway import CorsPolicy, HttpGateway
+from internal.server.http_protocol import guarded_protocol
 from internal.server.sockets import listen_http
 
 log = get_logger("altalune.server")
 
 HEALTH_INTERVAL_S = 2.0
 UPKEEP_MIN_GAP_S = 1.0
+# How long cut calls get to write their UNAVAILABLE answer at the end of the grace period.
+CUT_SETTLE_S = 0.5
 
 
 class ConnectApp(ConnectASGIApplication[None]):
@@ -81,7 +85,15 @@ class AltaluneServer:
         self._upkeep_wakeup = asyncio.Event()
         self.container = Container.build(settings, database_url, wake_upkeep=self._upkeep_wakeup.set)
         self._upkeep_lease = SessionLease(database_url, UPKEEP_LEASE_KEY, name="altalune-upkeep")
-        self._grpc = GrpcServer(self.container.routes, self.container.service_names, share_port=share_grpc_port)
+        self._grpc = GrpcServer(
+            self.container.routes,
+            self.container.service_names,
+            share_port=share_grpc_port,
+            max_connections=settings.max_connections,
+            handshake_timeout_s=settings.header_timeout_s,
+            longest_call_s=settings.max_deadline_ms / 1000,
+            max_connection_age_s=settings.grpc_max_connection_age_s,
+        )
         self._given_socket = http_socket
         self._shutting_down = False
         gateway = HttpGateway(
@@ -89,6 +101,7 @@ class AltaluneServer:
             max_request_bytes=settings.max_request_bytes,
             cors=CorsPolicy(frozenset(settings.cors_origins)),
             readiness=self._ready,
+            procedures={path: route.method for path, route in self.container.routes.items()},
         )
         self._uvicorn = UvicornWithoutSignals(
             uvicorn.Config(
@@ -97,7 +110,13 @@ class AltaluneServer:
                 log_config=None,
                 access_log=False,
                 server_header=False,
-                timeout_graceful_shutdown=max(int(settings.shutdown_grace_s), 1),
+                http=guarded_protocol(
+                    header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections
+                ),
+                ws="none",
+                # stop() cuts the calls at the grace period and then ends uvicorn's wait; this
+                # is only a backstop.
+                timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s + CUT_SETTLE_S),
                 timeout_keep_alive=30,
             )
         )
@@ -148,12 +167,25 @@ class AltaluneServer:
         )
 
     async def stop(self) -> None:
+        """Stop accepting at once; let calls in flight run for the grace period; then cut the rest,
+        each answering UNAVAILABLE `SHUTTING_DOWN` in its protocol; exit within grace + 1 s."""
         if self._shutting_down:
             return
         self._shutting_down = True
-        log.info("shutting down", grace_s=self.settings.shutdown_grace_s)
+        grace = self.settings.shutdown_grace_s
+        drain = self.container.drain
+        log.info("shutting down", grace_s=grace, in_flight=drain.in_flight)
         self._uvicorn.should_exit = True
-        await asyncio.gather(self._grpc.stop(self.settings.shutdown_grace_s), self._tasks[0], return_exceptions=True)
+        # Both servers keep admitted calls a little past the grace period, so the cut calls'
+        # answers are written before either server drops what is left.
+        stopping = [asyncio.create_task(self._grpc.stop(grace + CUT_SETTLE_S)), self._tasks[0]]
+        await asyncio.wait(stopping, timeout=grace)
+        if cut := await drain.cut(settle_s=CUT_SETTLE_S):
+            log.warning("calls cut at the end of the grace period", calls=cut)
+        # What is left on the HTTP port is outside any call (a body still arriving, an idle
+        # connection): uvicorn need not wait for it.
+        self._uvicorn.force_exit = True
+        await asyncio.gather(*stopping, return_exceptions=True)
         for task in self._tasks[1:]:
             task.cancel()
         await asyncio.gather(*self._tasks[1:], return_exceptions=True)

@@ -131,13 +131,32 @@ class GrpcServer:
     """grpc.aio server with our routes, grpc.health.v1 and reflection (v1 and v1alpha)."""
 
     def __init__(
-        self, routes: Mapping[str, UnaryRoute], service_names: Sequence[str], *, share_port: bool = False
+        self,
+        routes: Mapping[str, UnaryRoute],
+        service_names: Sequence[str],
+        *,
+        share_port: bool = False,
+        max_connections: int = 1000,
+        handshake_timeout_s: float = 10.0,
+        longest_call_s: float = 30.0,
+        max_connection_age_s: float = 120.0,
     ) -> None:
         self.health = health.aio.HealthServicer()
         self._service_names = list(service_names)
         # A lone process must fail loudly when the port is taken, not silently share it; the workers
         # of one supervisor share it (the supervisor made sure no one else holds it).
-        options = (*GRPC_OPTIONS, ("grpc.so_reuseport", 1 if share_port else 0))
+        options = (
+            *GRPC_OPTIONS,
+            ("grpc.so_reuseport", 1 if share_port else 0),
+            ("grpc.max_allowed_incoming_connections", max_connections),
+            ("grpc.server_handshake_timeout_ms", int(handshake_timeout_s * 1000)),
+            # grpcio never dispatches (nor answers) a call whose request ends inside a message or
+            # holds none; the only bound on that wait is the connection's age: then GOAWAY, and
+            # after the grace the connection closes. Well-behaved clients reconnect transparently.
+            ("grpc.max_connection_age_ms", int(max_connection_age_s * 1000)),
+            # A call admitted before GOAWAY may still run to its longest deadline.
+            ("grpc.max_connection_age_grace_ms", int(longest_call_s * 1000) + 5_000),
+        )
         self._server = grpc.aio.server(options=options)
         self._server.add_generic_rpc_handlers((RouteTable(routes),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)

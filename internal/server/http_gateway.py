@@ -14,17 +14,29 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
+from connectrpc.method import MethodInfo
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.symbol_database import Default as default_symbols
+from google.rpc import error_details_pb2
 
-from internal.errors import AppError, InternalError, MalformedRequest, RequestTooLarge, to_connect_error
+from internal.errors import (
+    ERROR_DOMAIN,
+    AppError,
+    InternalError,
+    MalformedRequest,
+    MethodNotAllowed,
+    NoRoute,
+    RequestTooLarge,
+    to_connect_error,
+)
 from internal.logs import get_logger
+from internal.server.http_admission import Protocol, admit, check_grpc_web_body, grpc_web_error_body, protocol_of
 from internal.server.interceptors import REQUEST_ID_HEADER, new_request_id, rpc_logged, valid_request_id
 
 log = get_logger("altalune.http")
@@ -66,7 +78,7 @@ CORS_EXPOSE_HEADERS = (
 CORS_MAX_AGE = "7200"
 
 
-def connect_error_body(error: ConnectError) -> tuple[int, bytes]:
+def connect_error_body(error: ConnectError, http_status: int | None = None) -> tuple[int, bytes]:
     """Render an error as the Connect unary error body: code, message, details (value + debug)."""
     details = []
     for any_message in error.details:
@@ -84,7 +96,24 @@ def connect_error_body(error: ConnectError) -> tuple[int, bytes]:
     body: dict[str, Any] = {"code": error.code.name.lower(), "message": error.message}
     if details:
         body["details"] = details
-    return HTTP_STATUS_BY_CODE.get(error.code, 500), json.dumps(body, separators=(",", ":")).encode()
+    status = http_status or HTTP_STATUS_BY_CODE.get(error.code, 500)
+    return status, json.dumps(body, separators=(",", ":")).encode()
+
+
+def _has_reason(body: Mapping[str, Any]) -> bool:
+    details = body.get("details")
+    return isinstance(details, list) and any(
+        isinstance(d, dict) and d.get("type") == "google.rpc.ErrorInfo" for d in details
+    )
+
+
+# A library-made error (no ErrorInfo) gets the reason its code stands for in our table.
+_REASON_BY_CODE = {Code.INVALID_ARGUMENT: "MALFORMED_REQUEST", Code.RESOURCE_EXHAUSTED: "REQUEST_TOO_LARGE"}
+
+
+def with_reason(code: Code, message: str) -> ConnectError:
+    reason = _REASON_BY_CODE.get(code, code.name)
+    return ConnectError(code, message, details=[error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,15 +134,18 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class _ErrorResponse(Exception):
     def __init__(self, error: AppError | ConnectError) -> None:
         super().__init__(str(error))
+        self.http_status = error.http_status if isinstance(error, AppError) else None
         self.error = error if isinstance(error, ConnectError) else to_connect_error(error)
 
 
 # An inner response with no Connect body gets one; the code follows the HTTP status.
+# (Requests are admitted first, see http_admission; this is the backstop.)
 _CODE_BY_BARE_STATUS = {
     404: (Code.UNIMPLEMENTED, "no such procedure"),
     405: (Code.UNIMPLEMENTED, "method not allowed for this procedure"),
     415: (Code.INVALID_ARGUMENT, "unsupported content-type; use application/json or application/proto"),
 }
+_BACKSTOP_BODY_LIMIT = 64 * 1024
 
 
 class HttpGateway:
@@ -126,9 +158,11 @@ class HttpGateway:
         max_request_bytes: int,
         cors: CorsPolicy,
         readiness: Callable[[], Awaitable[bool]],
+        procedures: Mapping[str, MethodInfo[Any, Any]],
         prefix: str = "/api",
     ) -> None:
         self._app = connect_app
+        self._procedures = procedures
         self._max = max_request_bytes
         self._cors = cors
         self._readiness = readiness
@@ -148,6 +182,9 @@ class HttpGateway:
         ]
         origin = _header(scope, b"origin")
         cors_ok = self._cors.allows(origin)
+        if origin is not None and not cors_ok:
+            # The browser blocks the answer; without this line the operator never learns why.
+            log.warning("CORS origin refused", request_id=request_id, origin=origin[:200], path=scope.get("path", ""))
         rpc_logged.set(False)
         state: dict[str, Any] = {"status": 0, "started": False}
         is_rpc = str(scope.get("path", "")).startswith(self._prefix + "/")
@@ -205,17 +242,35 @@ class HttpGateway:
             await self._send_json(send, 200 if ready else 503, {"status": "ready" if ready else "not ready"})
             return
         if not path.startswith(self._prefix + "/"):
-            await self._send_error(send, ConnectError(Code.NOT_FOUND, f"no route for {path}"))
+            await self._send_error(send, to_connect_error(NoRoute(path)))
             return
+        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope.get("headers", ())}
+        grpc_web = method == "POST" and protocol_of(headers.get("content-type")) is Protocol.GRPC_WEB
         try:
+            admit(method, path[len(self._prefix) :], headers, scope.get("query_string", b""), self._procedures)
             body = await self._read_body(scope, receive)
+            if body is not None and grpc_web:
+                check_grpc_web_body(body, headers)
+        except AppError as refused:
+            await self._refuse(send, _ErrorResponse(refused), grpc_web=grpc_web)
+            return
         except _ErrorResponse as failure:
-            await self._send_error(send, failure.error)
+            await self._refuse(send, failure, grpc_web=grpc_web)
             return
         if body is None:
             return  # client went away
         inner_scope = {**scope, "path": path[len(self._prefix) :], "raw_path": None, "root_path": ""}
         await self._app(inner_scope, _replay(body, receive), self._ensure_connect_body(send))
+
+    async def _refuse(self, send: Send, failure: _ErrorResponse, *, grpc_web: bool) -> None:
+        """A refusal in the caller's framing: gRPC-Web trailers (HTTP 200), or a Connect JSON error."""
+        if not grpc_web:
+            await self._send_error(send, failure.error, status=failure.http_status)
+            return
+        body = grpc_web_error_body(failure.error)
+        headers = [(b"content-type", b"application/grpc-web+proto"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole (compressed) body, refused as soon as it passes the limit."""
@@ -241,31 +296,55 @@ class HttpGateway:
                 return b"".join(chunks)
 
     def _ensure_connect_body(self, send: Send) -> Send:
-        """Give bare error responses from connectrpc (404, 415, ...) a Connect JSON body."""
-        rewriting: dict[str, Any] = {}
+        """Backstop for errors connectrpc writes itself: a bare one (404, 415, ...) gets a Connect
+        JSON body, and a JSON one without an ErrorInfo gets the reason its code stands for."""
+        held: dict[str, Any] = {}
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status = message["status"]
-                content_type = dict((k.lower(), v) for k, v in message.get("headers", ())).get(b"content-type", b"")
-                if status >= 400 and not content_type.startswith(b"application/json"):
-                    code, text = _CODE_BY_BARE_STATUS.get(status, (Code.UNKNOWN, "request failed"))
-                    rewriting["error"] = ConnectError(code, text)
-                    rewriting["status"] = status
+                if message["status"] >= 400:
+                    held["start"] = message
+                    held["chunks"] = []
                     return
-            elif message["type"] == "http.response.body" and "error" in rewriting:
+            elif message["type"] == "http.response.body" and "start" in held:
+                held["chunks"].append(message.get("body", b""))
                 if not message.get("more_body", False):
-                    _, body = connect_error_body(rewriting["error"])
-                    await self._send_raw(send, rewriting["status"], body, extra=[])
+                    await self._reshape_error(send, held["start"], b"".join(held["chunks"]))
                 return
             await send(message)
 
         return wrapped
 
+    async def _reshape_error(self, send: Send, start: Message, body: bytes) -> None:
+        status: int = start["status"]
+        content_type = dict((k.lower(), v) for k, v in start.get("headers", ())).get(b"content-type", b"")
+        parsed: Any = None
+        if content_type.startswith(b"application/json") and len(body) <= _BACKSTOP_BODY_LIMIT:
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+        if isinstance(parsed, dict) and _has_reason(parsed):
+            await send(start)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        if (
+            isinstance(parsed, dict)
+            and isinstance(parsed.get("code"), str)
+            and parsed["code"].upper() in Code.__members__
+        ):
+            error = with_reason(Code[parsed["code"].upper()], str(parsed.get("message", "")))
+        else:
+            code, text = _CODE_BY_BARE_STATUS.get(status, (Code.UNKNOWN, "request failed"))
+            error = with_reason(code, text)
+        extra = [(k, v) for k, v in start.get("headers", ()) if k.lower() in (b"allow", b"accept-post")]
+        await self._send_raw(send, status, connect_error_body(error)[1], extra=extra)
+
     async def _preflight(self, scope: Scope, send: Send, *, cors_ok: bool, origin: str | None) -> None:
         requested_method = _header(scope, b"access-control-request-method")
         if requested_method is None:
-            await self._send_error(send, ConnectError(Code.UNIMPLEMENTED, "OPTIONS is only used for CORS preflight"))
+            refused = MethodNotAllowed("OPTIONS", "GET, POST (OPTIONS only as a CORS preflight)")
+            await self._send_error(send, to_connect_error(refused), status=refused.http_status)
             return
         headers: list[tuple[bytes, bytes]] = [
             (b"vary", b"Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
@@ -281,9 +360,9 @@ class HttpGateway:
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _send_error(self, send: Send, error: ConnectError) -> None:
-        status, body = connect_error_body(error)
-        await self._send_raw(send, status, body, extra=[])
+    async def _send_error(self, send: Send, error: ConnectError, *, status: int | None = None) -> None:
+        http_status, body = connect_error_body(error, status)
+        await self._send_raw(send, http_status, body, extra=[])
 
     async def _send_json(self, send: Send, status: int, payload: dict[str, str]) -> None:
         await self._send_raw(send, status, json.dumps(payload).encode(), extra=[(b"cache-control", b"no-store")])

@@ -1,6 +1,6 @@
 """The one interceptor chain, outermost first: request scope + access log, error mapping,
-concurrency limit, deadline, the call's database connection, authentication, validation,
-authorization (internal/auth).
+the drain (calls in flight, for shutdown), concurrency limit, deadline, the call's database
+connection, authentication, validation, authorization (internal/auth).
 It runs for every RPC on both ports (see endpoints.build_routes)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 
 from internal import deadlines
-from internal.errors import AppError, DeadlineExceeded, InternalError, Overloaded, to_connect_error
+from internal.errors import AppError, DeadlineExceeded, InternalError, Overloaded, ShuttingDown, to_connect_error
 from internal.logs import get_logger
 from internal.server.endpoints import UnaryFunction, UnaryInterceptor
 from internal.validation import RequestValidator
@@ -111,6 +111,47 @@ class ErrorMapping:
             raise to_connect_error(InternalError()) from None
 
 
+class Drain:
+    """Knows every call in flight, so shutdown can end the ones still running after the grace
+    period: each is cancelled (its database statement with it) and answers UNAVAILABLE
+    `SHUTTING_DOWN` in its own protocol, instead of being cut off without an answer."""
+
+    def __init__(self) -> None:
+        self._calls: set[asyncio.Task[Any]] = set()
+        self._cut: set[asyncio.Task[Any]] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._calls)
+
+    async def intercept_unary(
+        self, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
+    ) -> Message:
+        task = asyncio.current_task()
+        assert task is not None
+        self._calls.add(task)
+        try:
+            return await call_next(request, ctx)
+        except asyncio.CancelledError:
+            if task not in self._cut:
+                raise
+            task.uncancel()
+            raise ShuttingDown() from None
+        finally:
+            self._calls.discard(task)
+            self._cut.discard(task)
+
+    async def cut(self, *, settle_s: float) -> int:
+        """Cancel every call still in flight; wait up to `settle_s` for their answers to be made."""
+        calls = list(self._calls)
+        for task in calls:
+            self._cut.add(task)
+            task.cancel()
+        if calls:
+            await asyncio.wait(calls, timeout=settle_s)
+        return len(calls)
+
+
 class ConcurrencyLimit:
     """At most `limit` calls in flight per process, whichever port they came in on."""
 
@@ -184,6 +225,7 @@ def default_chain(
     call_scope: UnaryInterceptor,
     authenticate: UnaryInterceptor,
     authorize: UnaryInterceptor,
+    drain: Drain,
     max_concurrent_calls: int = 512,
 ) -> list[UnaryInterceptor]:
     """Outermost first. Every RPC on both ports passes through exactly this list.
@@ -195,6 +237,7 @@ def default_chain(
     return [
         RequestScope(),
         ErrorMapping(),
+        drain,
         ConcurrencyLimit(max_concurrent_calls),
         Deadline(max_deadline_ms),
         call_scope,
@@ -209,6 +252,7 @@ __all__ = [
     "Code",
     "ConcurrencyLimit",
     "Deadline",
+    "Drain",
     "ErrorMapping",
     "RequestScope",
     "Validation",

@@ -22,7 +22,7 @@ from google.rpc import error_details_pb2
 from altalune.v1 import project_pb2
 from internal import deadlines
 from internal.server.endpoints import ServiceBinding, UnaryRoute, build_routes
-from internal.server.interceptors import REQUEST_ID_HEADER, default_chain
+from internal.server.interceptors import REQUEST_ID_HEADER, Drain, default_chain
 from internal.tenancy import ProjectNotFound
 from internal.validation import RequestValidator
 
@@ -41,9 +41,11 @@ class FakeProjects:
         self.failure: BaseException | None = None
         self.delay_s = 0.0
         self.remaining_ms: int | None = None
+        self.entered = asyncio.Event()
 
     async def _handle(self, request: Message) -> None:
         self.received.append(request)
+        self.entered.set()
         self.remaining_ms = deadlines.remaining_ms()
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
@@ -104,13 +106,14 @@ class PassThrough:
         return await call_next(request, ctx)  # type: ignore[no-any-return]
 
 
-def _routes(handler: object, *, max_deadline_ms: int = 5_000) -> dict[str, UnaryRoute]:
+def _routes(handler: object, *, max_deadline_ms: int = 5_000, drain: Drain | None = None) -> dict[str, UnaryRoute]:
     chain = default_chain(
         validator=RequestValidator(),
         max_deadline_ms=max_deadline_ms,
         call_scope=PassThrough(),
         authenticate=PassThrough(),
         authorize=PassThrough(),
+        drain=drain or Drain(),
     )
     return build_routes([ServiceBinding(SERVICE, handler)], chain)
 
@@ -244,6 +247,39 @@ async def test_a_slow_handler_hits_the_clients_deadline() -> None:
     assert caught.value.code is Code.DEADLINE_EXCEEDED
     assert _reason(caught.value) == "DEADLINE_EXCEEDED"
     assert time.perf_counter() - started < 1.0
+
+
+async def test_a_call_cut_by_the_drain_answers_unavailable_shutting_down_and_others_are_untouched() -> None:
+    drain = Drain()
+    stuck, quick = FakeProjects(), FakeProjects()
+    stuck.delay_s = 30.0
+    routes = _routes(stuck, drain=drain)
+    call = asyncio.ensure_future(_call(routes[GET], project_pb2.GetProjectRequest(id=VALID_ID), _context(routes[GET])))
+    await stuck.entered.wait()
+
+    assert await drain.cut(settle_s=1.0) == 1
+    with pytest.raises(ConnectError) as caught:
+        await call
+    assert caught.value.code is Code.UNAVAILABLE
+    assert _reason(caught.value) == "SHUTTING_DOWN"
+    assert drain.in_flight == 0
+    # The drain only knows calls in flight: a later call is served normally.
+    route = _routes(quick, drain=drain)[GET]
+    assert await _call(route, project_pb2.GetProjectRequest(id=VALID_ID), _context(route))
+
+
+async def test_a_call_cancelled_by_anyone_else_stays_cancelled() -> None:
+    drain = Drain()
+    stuck = FakeProjects()
+    stuck.delay_s = 30.0
+    route = _routes(stuck, drain=drain)[GET]
+    call = asyncio.ensure_future(_call(route, project_pb2.GetProjectRequest(id=VALID_ID), _context(route)))
+    await stuck.entered.wait()
+
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert drain.in_flight == 0
 
 
 async def test_without_a_client_deadline_the_server_maximum_applies() -> None:

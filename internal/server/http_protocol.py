@@ -1,0 +1,115 @@
+"""uvicorn's HTTP/1.1 protocol with the guards uvicorn leaves out, per connection:
+
+- a header-read timeout: a client that opens a connection (or starts a request on a kept-alive
+  one) and does not finish the headers in time gets a 408 and is disconnected (uvicorn has only
+  an idle keep-alive timeout, so slow senders could hold sockets forever);
+- a cap on open connections: one past it is answered 503 and closed at once;
+- bytes that are not HTTP get a Connect JSON error instead of uvicorn's plain-text 400;
+- an Upgrade (WebSocket, h2c) is ignored, as HTTP/1.1 allows: the request is answered as a plain
+  HTTP request, so the caller sees a Connect error, not a 500.
+Every answer written here is a complete response with `connection: close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from internal.errors import AppError, HeaderTimeout, MalformedHttp, TooManyConnections, to_connect_error
+from internal.logs import get_logger
+from internal.server.http_gateway import connect_error_body
+
+log = get_logger("altalune.http")
+
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
+
+
+def raw_error_response(error: AppError, status: int) -> bytes:
+    """A whole HTTP/1.1 error response with a Connect JSON body, written before any ASGI app runs."""
+    _, body = connect_error_body(to_connect_error(error))
+    head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % (
+        status,
+        _REASONS[status],
+        len(body),
+    )
+    return head + body
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
+    """Subclassed per server by `guarded_protocol` (uvicorn builds protocols from a class)."""
+
+    header_timeout_s: float = 10.0
+    max_connections: int = 1000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._awaiting_headers = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            log.warning("connection refused: too many open connections", limit=self.max_connections)
+            self._answer_and_close(TooManyConnections(self.max_connections), 503)
+            return
+        self._start_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._start_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._stop_header_timer()
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        self._stop_header_timer()
+        log.info("malformed HTTP request", peer=_peer(self.client))
+        self._answer_and_close(MalformedHttp(), 400)
+
+    def _should_upgrade(self) -> bool:
+        return False
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """Upgrades are ignored by design (see the module docstring); nothing to warn about."""
+
+    def _start_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        log.info("request headers too slow", peer=_peer(self.client), timeout_s=self.header_timeout_s)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # a pipelined answer is still being written: no second response
+            return
+        self._answer_and_close(HeaderTimeout(self.header_timeout_s), 408)
+
+    def _answer_and_close(self, error: AppError, status: int) -> None:
+        self.transport.write(raw_error_response(error, status))
+        self.transport.close()
+
+
+def guarded_protocol(*, header_timeout_s: float, max_connections: int) -> type[GuardedHttpProtocol]:
+    return type(
+        "GuardedHttpProtocol",
+        (GuardedHttpProtocol,),
+        {"header_timeout_s": header_timeout_s, "max_connections": max_connections},
+    )
+
+
+def _peer(client: tuple[str, int] | None) -> str | None:
+    return f"{client[0]}:{client[1]}" if client else None
