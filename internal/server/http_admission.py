@@ -13,7 +13,7 @@ import base64
 import enum
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from connectrpc.errors import ConnectError
@@ -57,6 +57,19 @@ def protocol_of(content_type: str | None) -> Protocol | None:
     if media.startswith("application/") and media.removeprefix("application/") in CONNECT_CODECS:
         return Protocol.CONNECT
     return None
+
+
+def header_text(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request's headers as text (connectrpc reads them as UTF-8; a value that is not is refused
+    here rather than failing inside the library)."""
+    headers: dict[str, str] = {}
+    for key, value in raw:
+        name = key.decode("latin-1").lower()
+        try:
+            headers[name] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidHeader(name[:60], "the value is not UTF-8 text") from None
+    return headers
 
 
 def admit(

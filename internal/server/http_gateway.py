@@ -36,7 +36,14 @@ from internal.errors import (
     to_connect_error,
 )
 from internal.logs import get_logger
-from internal.server.http_admission import Protocol, admit, check_grpc_web_body, grpc_web_error_body, protocol_of
+from internal.server.http_admission import (
+    Protocol,
+    admit,
+    check_grpc_web_body,
+    grpc_web_error_body,
+    header_text,
+    protocol_of,
+)
 from internal.server.interceptors import REQUEST_ID_HEADER, new_request_id, rpc_logged, valid_request_id
 
 log = get_logger("altalune.http")
@@ -244,9 +251,10 @@ class HttpGateway:
         if not path.startswith(self._prefix + "/"):
             await self._send_error(send, to_connect_error(NoRoute(path)))
             return
-        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope.get("headers", ())}
-        grpc_web = method == "POST" and protocol_of(headers.get("content-type")) is Protocol.GRPC_WEB
+        content_type = _header(scope, b"content-type")
+        grpc_web = method == "POST" and protocol_of(content_type) is Protocol.GRPC_WEB
         try:
+            headers = header_text(scope.get("headers", ()))
             admit(method, path[len(self._prefix) :], headers, scope.get("query_string", b""), self._procedures)
             body = await self._read_body(scope, receive)
             if body is not None and grpc_web:
@@ -328,12 +336,13 @@ class HttpGateway:
             await send(start)
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
-        if (
-            isinstance(parsed, dict)
-            and isinstance(parsed.get("code"), str)
-            and parsed["code"].upper() in Code.__members__
-        ):
-            error = with_reason(Code[parsed["code"].upper()], str(parsed.get("message", "")))
+        code_name = str(parsed.get("code", "")).upper() if isinstance(parsed, dict) else ""
+        if code_name in ("UNKNOWN", "INTERNAL"):
+            # The library's text for an unexpected failure may quote its cause: logged, never sent.
+            log.warning("library error replaced by internal", status=status, message=str(parsed.get("message"))[:300])
+            status, error = 500, to_connect_error(InternalError())
+        elif code_name in Code.__members__:
+            error = with_reason(Code[code_name], str(parsed.get("message", "")))
         else:
             code, text = _CODE_BY_BARE_STATUS.get(status, (Code.UNKNOWN, "request failed"))
             error = with_reason(code, text)

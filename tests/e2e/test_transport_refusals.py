@@ -242,6 +242,19 @@ async def test_bytes_that_are_not_http_get_a_json_400_and_the_connection_is_clos
         assert _json_error(raw) == (400, "invalid_argument", "MALFORMED_HTTP")
 
 
+async def test_a_header_value_that_is_not_utf8_gets_a_json_400_naming_the_header(
+    server: AltaluneServer, admin_token: str
+) -> None:
+    request = (
+        b"POST /api" + QUERY.encode() + b" HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + admin_token.encode() + b"\r\nX-High: \xff\xfe\x80\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    raw = await _raw_exchange(server.http_port, request)
+    assert _json_error(raw) == (400, "invalid_argument", "INVALID_HEADER")
+    assert b"x-high" in raw
+
+
 async def test_headers_that_do_not_arrive_in_time_get_a_json_408_and_the_connection_is_closed(
     guarded: AltaluneServer,
 ) -> None:

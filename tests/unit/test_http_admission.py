@@ -22,7 +22,7 @@ from internal.errors import (
     UnsupportedEncoding,
     to_connect_error,
 )
-from internal.server.http_admission import Protocol, admit, check_grpc_web_body, grpc_web_error_body
+from internal.server.http_admission import Protocol, admit, check_grpc_web_body, grpc_web_error_body, header_text
 
 GET = "/altalune.v1.ProjectService/GetProject"
 CREATE = "/altalune.v1.ProjectService/CreateProject"
@@ -142,3 +142,10 @@ def test_a_grpc_web_error_is_one_trailer_frame_with_status_message_and_details()
     info = error_details_pb2.ErrorInfo()
     assert status.details[0].Unpack(info)
     assert info.reason == "MALFORMED_REQUEST"
+
+
+def test_headers_are_read_as_utf8_text_and_a_value_that_is_not_is_refused_by_name() -> None:
+    assert header_text([(b"X-Name", "Zoë".encode())]) == {"x-name": "Zoë"}
+    with pytest.raises(InvalidHeader) as caught:
+        header_text([(b"content-type", b"application/json"), (b"x-high", b"\xff\xfe")])
+    assert caught.value.metadata == {"header": "x-high"}
