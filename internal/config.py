@@ -68,7 +68,7 @@ SETTING_VARIABLES = (
     "ALTALUNE_OIDC_JWKS_URL",
 )
 _LEFT_ALONE = frozenset({"ALTALUNE_TOKEN"})
-_LEFT_ALONE_PREFIXES = ("ALTALUNE_TEST_", "ALTALUNE_WORKER_")
+_LEFT_ALONE_PREFIXES = ("ALTALUNE_TEST_", "ALTALUNE_WORKER_", "ALTALUNE_FUZZ_")
 
 
 def unknown_variables(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
