@@ -19,7 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.e2e.clients import bearer, free_port
-from tests.e2e.test_process import ALTALUNE, EXPORT_LINE, run_altalune, serve_env, wait_until_ready
+from tests.e2e.test_process import ALTALUNE, bootstrap_token, run_altalune, serve_env, wait_until_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -50,12 +50,8 @@ async def test_every_line_the_serve_command_writes_is_json(database_url: str, tm
         ALTALUNE_LOCAL_ISSUER="on",
         ALTALUNE_LOG_FORMAT="json",
     )
-    code, out, err = await run_altalune(env, "bootstrap")
-    assert code == 0, (out, err)
-    json_lines(err)
-    exported = EXPORT_LINE.search(out)
-    assert exported is not None, out
-    token = exported.group(1)
+    token, bootstrap_log = await bootstrap_token(env)
+    json_lines(bootstrap_log)
 
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(ALTALUNE), "serve", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE

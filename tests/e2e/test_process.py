@@ -68,6 +68,15 @@ async def run_altalune(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
+async def bootstrap_token(env: dict[str, str]) -> tuple[str, str]:
+    """`altalune bootstrap` in this environment: the administrator's token it prints, and its stderr."""
+    code, out, err = await run_altalune(env, "bootstrap")
+    assert code == 0, (out, err)
+    exported = EXPORT_LINE.search(out)
+    assert exported is not None, out
+    return exported.group(1), err
+
+
 def tampered(token: str) -> str:
     """The same token with its signature changed: well-formed, but not valid."""
     head, _, signature = token.rpartition(".")

@@ -30,7 +30,7 @@ from tests.e2e.clients import (
     project_row_locked,
     wait_for_blocked_project_updates,
 )
-from tests.e2e.test_process import ALTALUNE, EXPORT_LINE, run_altalune, serve_env, wait_until_ready
+from tests.e2e.test_process import ALTALUNE, bootstrap_token, serve_env, wait_until_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -95,11 +95,7 @@ async def test_the_serve_process_exits_within_grace_plus_one_second_on_sigterm_w
 ) -> None:
     grpc_port, http_port = free_port(), free_port()
     env = serve_env(database_url, tmp_path / "secrets", grpc_port, http_port)
-    code, out, err = await run_altalune(env, "bootstrap")
-    assert code == 0, err
-    match = EXPORT_LINE.search(out)
-    assert match is not None, out
-    token = match.group(1)
+    token, _ = await bootstrap_token(env)
     settings = {"ALTALUNE_SHUTDOWN_GRACE_S": str(GRACE_S), "ALTALUNE_WORKERS": workers, "ALTALUNE_LOG_FORMAT": "json"}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
