@@ -81,7 +81,8 @@ from hypothesis import strategies as st
 from altalune.v1 import project_pb2, user_pb2
 from internal.ids import PUBLIC_ID_ALPHABET
 from internal.server.app import AltaluneServer
-from tests.conftest import TEST_ORIGIN
+from tests import conftest
+from tests.conftest import TEST_ORIGIN, admin_token_for
 from tests.e2e.clients import CREATE_PROJECT, GET_PROJECT, Rpc, open_transport
 
 pytestmark = pytest.mark.e2e
@@ -90,6 +91,7 @@ EXAMPLES = int(os.environ.get("ALTALUNE_FUZZ_EXAMPLES", "2500"))
 SEED_SETTING = os.environ.get("ALTALUNE_FUZZ_SEED", "").strip()
 CONCURRENCY = 16
 CALL_TIMEOUT_S = 10.0
+SERVER_DEADLINE_S = 5.0  # the fuzzed server's longest deadline: every call ends well within CALL_TIMEOUT_S
 RAW_IDLE_S = 1.0  # a raw connection silent this long is half-closed: the server must then answer or close
 EXAMPLES_SHOWN = 3
 DUMP = os.environ.get("ALTALUNE_FUZZ_DUMP")  # a file to write every case and its answer to (JSON lines)
@@ -1286,7 +1288,24 @@ def server_log(capfd: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]
 
 
 @pytest_asyncio.fixture(scope="module")
-async def known(server: AltaluneServer, admin_token: str) -> AsyncIterator[Known]:
+async def fuzzed_server(module_database_url: str) -> AsyncIterator[AltaluneServer]:
+    """A server whose every wait is shorter than CALL_TIMEOUT_S (deadline, headers), so a call
+    still unanswered at the client's timeout is a real hang, not a call waiting out a 30 s deadline."""
+    settings = conftest.test_settings(
+        ALTALUNE_MAX_DEADLINE_MS=str(int(SERVER_DEADLINE_S * 1000)), ALTALUNE_HEADER_TIMEOUT_S="3"
+    )
+    running = AltaluneServer(settings, module_database_url)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def known(fuzzed_server: AltaluneServer) -> AsyncIterator[Known]:
+    server = fuzzed_server
+    admin_token = admin_token_for(server)
     client = open_transport("grpc", grpc_port=server.grpc_port, http_port=server.http_port, token=admin_token)
     try:
         projects = []
@@ -1336,8 +1355,9 @@ def secrets_sent(cases: Sequence[Case], token: str) -> set[str]:
 
 
 async def test_random_and_mutated_requests_never_get_an_internal_error_a_hang_or_a_crash(
-    server: AltaluneServer, known: Known, server_log: Callable[[], str]
+    fuzzed_server: AltaluneServer, known: Known, server_log: Callable[[], str]
 ) -> None:
+    server = fuzzed_server
     seed, seed_note = _seed()
     started = time.monotonic()
     # Hypothesis mutates earlier examples into new ones; exact repeats are sent once.
