@@ -6,13 +6,30 @@ from connectrpc.code import Code
 
 from internal.errors import AppError
 
+# Every reason an UNAUTHENTICATED answer can carry (the README's error table lists them all).
+UNAUTHENTICATED_REASONS = frozenset(
+    {
+        "CREDENTIALS_MISSING",
+        "CREDENTIALS_MALFORMED",
+        "API_KEY_INVALID",
+        "API_KEY_INACTIVE",
+        "API_KEY_EXPIRED",
+        "TOKEN_INVALID",
+        "TOKEN_EXPIRED",
+        "USER_UNKNOWN",
+        "USER_INACTIVE",
+    }
+)
+
 
 class Unauthenticated(AppError):
-    """No usable credential. `reason` tells a client what to fix (CREDENTIALS_MISSING, TOKEN_EXPIRED...)."""
+    """No usable credential. `reason` tells a client what to fix (one of UNAUTHENTICATED_REASONS)."""
 
     code = Code.UNAUTHENTICATED
 
     def __init__(self, reason: str, message: str) -> None:
+        if reason not in UNAUTHENTICATED_REASONS:
+            raise ValueError(f"{reason!r} is not one of UNAUTHENTICATED_REASONS")
         super().__init__(message)
         self.reason = reason
 
