@@ -4,7 +4,8 @@ With ALTALUNE_WORKERS > 1 several of these run side by side under internal/serve
 share both ports; background work that must run once per deployment takes a lease first.
 
 Shutdown order: health NOT_SERVING and /readyz 503 at once, stop accepting, let in-flight calls
-finish within the grace period, stop background work, close the pool.
+finish within the grace period, cut the rest (each answers UNAVAILABLE `SHUTTING_DOWN`), stop
+background work, close the pool.
 """
 
 from __future__ import annotations
