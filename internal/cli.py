@@ -63,17 +63,19 @@ async def _serve(settings: Settings, url: str) -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from internal.server.runtime import exit_now, run
+
     with database(settings) as url:
         if args.migrate:
             _migrate(url)
         if settings.workers > 1:
             from internal.server.workers import Supervisor
 
-            return Supervisor(settings, url).run()
-        from internal.server.runtime import run
-
-        run(_serve(settings, url))
-    return 0
+            code = Supervisor(settings, url).run()
+        else:
+            run(_serve(settings, url))
+            code = 0
+    exit_now(code)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

@@ -255,16 +255,12 @@ def worker_main() -> int:
     settings = load_settings()
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     structlog.contextvars.bind_contextvars(worker=int(os.environ[INDEX_ENV]))
-    from internal.server.runtime import run
+    from internal.server.runtime import exit_now, run
 
     run(
         _serve_worker(settings, os.environ["DATABASE_URL"], int(os.environ[HTTP_FD_ENV]), int(os.environ[READY_FD_ENV]))
     )
-    # Everything is closed (ports, pool, lease). The interpreter's own teardown (grpc's core above
-    # all) took another 0.3-0.6 s, which the shutdown promise (grace + 1 s) cannot afford.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_now(0)
 
 
 if __name__ == "__main__":
