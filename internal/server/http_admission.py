@@ -38,6 +38,7 @@ _COMPRESSED = 0x01
 _TRAILER_FRAME = 0x80
 CONTENT_TYPE_HINT = "use application/json or application/proto (Connect), or application/grpc-web+proto"
 GRPC_HINT = "gRPC needs HTTP/2 trailers: call the gRPC port, or use Connect or gRPC-Web on this port"
+GRPC_WEB_HINT = "gRPC-Web is served in binary form: use application/grpc-web+proto (or +json)"
 
 
 class Protocol(enum.Enum):
@@ -92,7 +93,13 @@ def admit(
         raise MethodNotAllowed(method, "GET, POST" if side_effect_free else "POST")
     if protocol is None:
         shown = content_type if content_type is not None else "(none)"
-        hint = GRPC_HINT if media_type(shown).startswith("application/grpc") else CONTENT_TYPE_HINT
+        media = media_type(shown)
+        if media.startswith("application/grpc-web"):
+            hint = GRPC_WEB_HINT
+        elif media.startswith("application/grpc"):
+            hint = GRPC_HINT
+        else:
+            hint = CONTENT_TYPE_HINT
         raise UnsupportedContentType(shown, hint)
     if protocol is Protocol.GRPC_WEB:
         _check_grpc_web_head(headers)

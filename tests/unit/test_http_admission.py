@@ -71,6 +71,7 @@ def test_a_well_formed_request_is_admitted_in_its_protocol(
         ("DELETE", GET, JSON, b"", MethodNotAllowed, "GET, POST"),
         ("POST", GET, {}, b"", UnsupportedContentType, "(none)"),
         ("POST", GET, {"content-type": "application/grpc"}, b"", UnsupportedContentType, "gRPC port"),
+        ("POST", GET, {"content-type": "application/grpc-web-text"}, b"", UnsupportedContentType, "binary form"),
         ("POST", GET, {"content-type": "application/connect+json"}, b"", UnsupportedContentType, "application/json"),
         ("POST", GET, {**JSON, "connect-timeout-ms": "0"}, b"", InvalidHeader, "connect-timeout-ms"),
         ("POST", GET, {**JSON, "connect-timeout-ms": "-5"}, b"", InvalidHeader, "connect-timeout-ms"),
