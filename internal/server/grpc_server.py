@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from internal.auth.policy import check_served_services
-from internal.errors import InternalError, MalformedRequest, to_connect_error, to_grpc_status
+from internal.errors import InternalError, MalformedRequest, UnknownProcedure, to_connect_error, to_grpc_status
 from internal.logs import get_logger
 from internal.server.endpoints import UnaryRoute
 from internal.server.interceptors import REQUEST_ID_HEADER, new_request_id, transport, valid_request_id
@@ -99,6 +99,22 @@ class RouteTable(grpc.GenericRpcHandler):  # type: ignore[misc]
         return self._handlers.get(handler_call_details.method)
 
 
+class _UnknownProcedure(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """Consulted last: a method nothing else serves gets UNIMPLEMENTED with the same
+    `UNKNOWN_PROCEDURE` reason (and a request id) as on the Connect port, not grpcio's bare status."""
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        error = to_connect_error(UnknownProcedure(str(handler_call_details.method)))
+
+        async def refuse(_request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            sent = dict(context.invocation_metadata() or ())
+            rid = valid_request_id(str(sent.get(REQUEST_ID_HEADER, ""))) or new_request_id()
+            await context.abort_with_status(_status_with(error, ((REQUEST_ID_HEADER, rid),)))
+            raise AssertionError("unreachable: abort raises")
+
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
 class _ReflectionV1(grpc.GenericRpcHandler):  # type: ignore[misc]
     """grpcio-reflection serves v1alpha only; v1 is wire-identical, so it shares the servicer."""
 
@@ -166,6 +182,7 @@ class GrpcServer:
         servicer = reflection.aio.ReflectionServicer(names)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, self._server)
         self._server.add_generic_rpc_handlers((_ReflectionV1(servicer),))
+        self._server.add_generic_rpc_handlers((_UnknownProcedure(),))  # last: only what nothing serves
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:

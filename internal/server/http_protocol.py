@@ -13,6 +13,7 @@ Every answer written here is a complete response with `connection: close`.
 from __future__ import annotations
 
 import asyncio
+from http import HTTPStatus
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -23,15 +24,13 @@ from internal.server.http_gateway import connect_error_body
 
 log = get_logger("altalune.http")
 
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
 
-
-def raw_error_response(error: AppError, status: int) -> bytes:
+def raw_error_response(error: AppError) -> bytes:
     """A whole HTTP/1.1 error response with a Connect JSON body, written before any ASGI app runs."""
-    _, body = connect_error_body(to_connect_error(error))
+    status, body = connect_error_body(to_connect_error(error), error.http_status)
     head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % (
         status,
-        _REASONS[status],
+        HTTPStatus(status).phrase.encode(),
         len(body),
     )
     return head + body
@@ -46,13 +45,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
-        self._awaiting_headers = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
             log.warning("connection refused: too many open connections", limit=self.max_connections)
-            self._answer_and_close(TooManyConnections(self.max_connections), 503)
+            self._answer_and_close(TooManyConnections(self.max_connections))
             return
         self._start_header_timer()
 
@@ -71,7 +69,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
     def send_400_response(self, msg: str) -> None:
         self._stop_header_timer()
         log.info("malformed HTTP request", peer=_peer(self.client))
-        self._answer_and_close(MalformedHttp(), 400)
+        self._answer_and_close(MalformedHttp())
 
     def _should_upgrade(self) -> bool:
         return False
@@ -96,10 +94,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()  # a pipelined answer is still being written: no second response
             return
-        self._answer_and_close(HeaderTimeout(self.header_timeout_s), 408)
+        self._answer_and_close(HeaderTimeout(self.header_timeout_s))
 
-    def _answer_and_close(self, error: AppError, status: int) -> None:
-        self.transport.write(raw_error_response(error, status))
+    def _answer_and_close(self, error: AppError) -> None:
+        self.transport.write(raw_error_response(error))
         self.transport.close()
 
 

@@ -329,6 +329,8 @@ async def test_an_unknown_procedure_is_unimplemented(port: str, raw: RawPorts) -
             answer = await raw.grpc(path, b"")
         assert answer.failure is not None, path
         assert answer.failure.code == "unimplemented", (path, answer.failure)
+        assert answer.failure.reason == "UNKNOWN_PROCEDURE", (port, path, answer.failure)
+        assert answer.failure.metadata["procedure"] == path, (port, answer.failure)
 
 
 async def test_a_path_outside_the_api_prefix_gets_a_connect_json_404(raw: RawPorts) -> None:
