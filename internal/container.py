@@ -1,6 +1,8 @@
 """Builds everything once at start-up: config -> pool -> repos -> services -> handlers -> routes.
 
-This is the only place that calls constructors; adding a domain means adding its lines here.
+This is the only place that calls constructors. `SERVICES` is the one list of the services the
+contract offers: routes, access rules, gRPC reflection and health, and the test suite's clients and
+contract checks are all derived from it, so adding a domain adds one line there.
 """
 
 from __future__ import annotations
@@ -8,6 +10,9 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
+
+from google.protobuf.descriptor import ServiceDescriptor
 
 from altalune.v1 import api_key_pb2, employee_pb2, iam_pb2, permission_pb2, project_pb2, role_pb2, user_pb2
 from internal.auth.access import Authenticator, Authorizer
@@ -41,8 +46,8 @@ from internal.domain.user.repo import UserRepo
 from internal.domain.user.service import UserService
 from internal.postgres.database import Database, create_pool
 from internal.postgres.partitions import warm_connection
-from internal.server.endpoints import ServiceBinding, UnaryRoute, build_routes
-from internal.server.interceptors import CallScope, Drain, default_chain
+from internal.rpc.endpoints import ServiceBinding, UnaryRoute, build_routes
+from internal.rpc.interceptors import CallScope, Drain, default_chain
 from internal.validation import RequestValidator
 
 PEPPER_FILE = "api-key-pepper"
@@ -58,13 +63,51 @@ def api_key_hasher(settings: Settings) -> ApiKeyHasher:
     return ApiKeyHasher(settings.api_key_pepper or load_or_create_pepper(settings.secrets_dir / PEPPER_FILE))
 
 
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What the container builds before the handlers; a handler's builder takes what it needs."""
+
+    db: Database
+    hasher: ApiKeyHasher
+    projects: ProjectService
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One service of the contract (the only service of its generated `_pb2` module) and how to
+    build its handler."""
+
+    module: ModuleType
+    build: Callable[[Shared], object]
+
+    @property
+    def descriptor(self) -> ServiceDescriptor:
+        (service,) = self.module.DESCRIPTOR.services_by_name.values()
+        return service  # type: ignore[no-any-return]
+
+
+SERVICES: tuple[Registration, ...] = (
+    Registration(project_pb2, lambda s: ProjectHandler(s.projects)),
+    Registration(employee_pb2, lambda s: EmployeeHandler(EmployeeService(s.db, EmployeeRepo()))),
+    Registration(api_key_pb2, lambda s: ApiKeyHandler(ApiKeyService(s.db, ApiKeyRepo(), s.hasher))),
+    Registration(user_pb2, lambda s: UserHandler(UserService(s.db, UserRepo()))),
+    Registration(role_pb2, lambda s: RoleHandler(RoleService(s.db, RoleRepo()))),
+    Registration(permission_pb2, lambda s: PermissionHandler(PermissionService(s.db, PermissionRepo()))),
+    Registration(iam_pb2, lambda s: IamHandler(IamService(s.db, IamRepo()))),
+)
+
+
+def contract() -> list[ServiceDescriptor]:
+    """The services the contract offers, in SERVICES order."""
+    return [registration.descriptor for registration in SERVICES]
+
+
 @dataclass
 class Container:
     settings: Settings
     database_url: str
     db: Database
     projects: ProjectService
-    employees: EmployeeService
     hasher: ApiKeyHasher
     issuer: LocalIssuer | None
     jwks: JwksCache | None
@@ -90,23 +133,8 @@ class Container:
         db = Database(pool, statement_timeout_ms=settings.max_deadline_ms)
         hasher = api_key_hasher(settings)
         projects = ProjectService(db, ProjectRepo(), wake_upkeep=wake_upkeep)
-        employees = EmployeeService(db, EmployeeRepo())
-        api_keys = ApiKeyService(db, ApiKeyRepo(), hasher)
-        iam = IamService(db, IamRepo())
-        users = UserService(db, UserRepo())
-        roles = RoleService(db, RoleRepo())
-        permissions = PermissionService(db, PermissionRepo())
-        bindings = [
-            ServiceBinding(project_pb2.DESCRIPTOR.services_by_name["ProjectService"], ProjectHandler(projects)),
-            ServiceBinding(employee_pb2.DESCRIPTOR.services_by_name["EmployeeService"], EmployeeHandler(employees)),
-            ServiceBinding(api_key_pb2.DESCRIPTOR.services_by_name["ApiKeyService"], ApiKeyHandler(api_keys)),
-            ServiceBinding(user_pb2.DESCRIPTOR.services_by_name["UserService"], UserHandler(users)),
-            ServiceBinding(role_pb2.DESCRIPTOR.services_by_name["RoleService"], RoleHandler(roles)),
-            ServiceBinding(
-                permission_pb2.DESCRIPTOR.services_by_name["PermissionService"], PermissionHandler(permissions)
-            ),
-            ServiceBinding(iam_pb2.DESCRIPTOR.services_by_name["IamService"], IamHandler(iam)),
-        ]
+        shared = Shared(db=db, hasher=hasher, projects=projects)
+        bindings = [ServiceBinding(r.descriptor, r.build(shared)) for r in SERVICES]
         # Deny by default: an RPC without an (altalune.v1.access) option stops start-up here.
         rules = access_rules([b.descriptor for b in bindings])
 
@@ -126,7 +154,7 @@ class Container:
             max_concurrent_calls=settings.max_concurrent_calls,
             call_scope=CallScope(db.call_scope),
             authenticate=Authenticate(Authenticator(db, store, TokenVerifier(trusted), hasher), rules),
-            authorize=Authorize(Authorizer(db, store), rules),
+            authorize=Authorize(Authorizer(db, store)),
             drain=drain,
         )
         return cls(
@@ -134,7 +162,6 @@ class Container:
             database_url=database_url,
             db=db,
             projects=projects,
-            employees=employees,
             hasher=hasher,
             issuer=issuer,
             jwks=jwks,

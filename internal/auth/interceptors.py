@@ -1,4 +1,4 @@
-"""The two auth links of the one interceptor chain (see internal/server/interceptors.default_chain).
+"""The two auth links of the one interceptor chain (see internal/rpc/interceptors.default_chain).
 
 Authenticate runs before request validation, so a caller without a valid credential learns
 nothing but UNAUTHENTICATED. Authorize runs after it, because it reads the (validated) project
@@ -20,9 +20,10 @@ from internal.auth.policy import AccessRule
 from internal.auth.principal import set_caller
 from internal.errors import InternalError
 from internal.ids import is_public_id
-from internal.server.endpoints import UnaryFunction
+from internal.rpc.endpoints import UnaryFunction
 
-_authenticated: ContextVar[Authenticated | None] = ContextVar("altalune_authenticated", default=None)
+# Set by Authenticate for the links inside it: who called, and the rule of the RPC (looked up once).
+_authenticated: ContextVar[tuple[Authenticated, AccessRule] | None] = ContextVar("altalune_authenticated", default=None)
 
 
 class Authenticate:
@@ -33,38 +34,40 @@ class Authenticate:
     async def intercept_unary(
         self, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
     ) -> Message:
-        authenticated = await self._authenticator.authenticate(ctx.request_headers(), self._project_hint(request, ctx))
+        method = ctx.method()
+        rule = self._rules.get(f"/{method.service_name}/{method.name}")
+        if rule is None:
+            # Unreachable when wired by the container (start-up checks every route); deny anyway.
+            raise InternalError()
+        authenticated = await self._authenticator.authenticate(ctx.request_headers(), _project_hint(request, rule))
         structlog.contextvars.bind_contextvars(caller=authenticated.principal.log_name)
-        token = _authenticated.set(authenticated)
+        token = _authenticated.set((authenticated, rule))
         try:
             return await call_next(request, ctx)
         finally:
             _authenticated.reset(token)
 
-    def _project_hint(self, request: Message, ctx: RequestContext[Any, Any]) -> str | None:
-        """The (not yet validated) project id of a project-scoped call, if it has the id's shape."""
-        method = ctx.method()
-        rule = self._rules.get(f"/{method.service_name}/{method.name}")
-        if rule is None or rule.project_field is None:
-            return None
-        value = getattr(request, rule.project_field, None)
-        return value if isinstance(value, str) and is_public_id(value) else None
+
+def _project_hint(request: Message, rule: AccessRule) -> str | None:
+    """The (not yet validated) project id of a project-scoped call, if it has the id's shape."""
+    if rule.project_field is None:
+        return None
+    value = getattr(request, rule.project_field, None)
+    return value if isinstance(value, str) and is_public_id(value) else None
 
 
 class Authorize:
-    def __init__(self, authorizer: Authorizer, rules: Mapping[str, AccessRule]) -> None:
+    def __init__(self, authorizer: Authorizer) -> None:
         self._authorizer = authorizer
-        self._rules = dict(rules)
 
     async def intercept_unary(
         self, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
     ) -> Message:
-        method = ctx.method()
-        rule = self._rules.get(f"/{method.service_name}/{method.name}")
-        authenticated = _authenticated.get()
-        if rule is None or authenticated is None:
-            # Unreachable when wired by the container (start-up checks every route); deny anyway.
+        found = _authenticated.get()
+        if found is None:
+            # Unreachable when wired by the container (Authenticate runs first); deny anyway.
             raise InternalError()
+        authenticated, rule = found
         caller = await self._authorizer.authorize(authenticated.principal, rule, request, authenticated.membership_hint)
         set_caller(caller)
         try:

@@ -77,7 +77,7 @@ _call_connection: ContextVar[_CallConnection | None] = ContextVar("altalune_call
 class Database:
     """Hands out transactions from the pool; repositories receive the connection it yields.
 
-    Inside a call scope (every RPC: see internal/server/interceptors.CallScope), authentication,
+    Inside a call scope (every RPC: see internal/rpc/interceptors.CallScope), authentication,
     authorization and the handler share one checkout: a call pays the pool once, whatever the number
     of statements, and its statements run in order on one connection.
     """

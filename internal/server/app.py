@@ -26,8 +26,8 @@ from internal.container import Container
 from internal.logs import get_logger
 from internal.postgres.lease import SessionLease
 from internal.postgres.partitions import UPKEEP_LEASE_KEY
+from internal.rpc.endpoints import UnaryRoute, connect_endpoints
 from internal.server.codecs import BoundedGzip, JSONCodec, ProtoCodec
-from internal.server.endpoints import UnaryRoute, connect_endpoints
 from internal.server.grpc_server import GrpcServer
 from internal.server.http_gateway import CorsPolicy, HttpGateway
 from internal.server.http_protocol import guarded_protocol

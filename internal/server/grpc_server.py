@@ -21,8 +21,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from internal.auth.policy import check_served_services
 from internal.errors import InternalError, MalformedRequest, UnknownProcedure, to_connect_error, to_grpc_status
 from internal.logs import get_logger
-from internal.server.endpoints import UnaryRoute
-from internal.server.interceptors import REQUEST_ID_HEADER, new_request_id, transport, valid_request_id
+from internal.rpc.calls import REQUEST_ID_HEADER, call_record
+from internal.rpc.endpoints import UnaryRoute
 
 log = get_logger("altalune.grpc")
 
@@ -50,41 +50,45 @@ def _address(peer: str) -> str:
 def _unary_handler(route: UnaryRoute) -> grpc.RpcMethodHandler:
     input_type = route.method.input
     method = route.method
+    rpc_name = f"{method.service_name}/{method.name}"
 
     async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        transport.set("grpc")
         # Binary (-bin) metadata is never read by the chain; everything else is a plain header.
         headers = Headers({key: value for key, value in context.invocation_metadata() or () if key[-4:] != "-bin"})
-        remaining = context.time_remaining()
-        ctx: RequestContext[Any, Any] = RequestContext(
-            method=method,
-            http_method="POST",
-            request_headers=headers,
-            timeout_ms=int(remaining * 1000) if remaining is not None else None,
-            client_address=_address(context.peer()),
-        )
-        try:
+        peer = _address(context.peer())
+        with call_record(headers.get(REQUEST_ID_HEADER), transport="grpc", peer=peer) as record:
+            remaining = context.time_remaining()
+            ctx: RequestContext[Any, Any] = RequestContext(
+                method=method,
+                http_method="POST",
+                request_headers=headers,
+                timeout_ms=int(remaining * 1000) if remaining is not None else None,
+                client_address=peer,
+            )
             try:
-                request = input_type.FromString(raw)
-            except (DecodeError, RecursionError):
-                rid = valid_request_id(headers.get(REQUEST_ID_HEADER)) or new_request_id()
-                ctx.response_headers()[REQUEST_ID_HEADER] = rid
-                raise to_connect_error(
-                    MalformedRequest("malformed request body: not a valid protobuf message")
-                ) from None
-            response = await route.function(request, ctx)
-        except ConnectError as error:
-            await context.abort_with_status(_status_with(error, ctx.response_headers().allitems()))
-            raise  # unreachable: abort raises
-        except Exception:
-            # The chain maps everything; this is a last guard so no text ever leaks.
-            log.exception("unhandled error in gRPC bridge")
-            await context.abort_with_status(_status_with(to_connect_error(InternalError()), ()))
-            raise
-        # With the message and the status in one batch: grpc.aio has no way to attach initial
-        # metadata to that batch, and sending it first costs a write and a wake-up per call.
-        context.set_trailing_metadata(tuple(ctx.response_headers().allitems()))
-        return response.SerializeToString()  # type: ignore[no-any-return]
+                try:
+                    request = input_type.FromString(raw)
+                except (DecodeError, RecursionError):
+                    record.named(rpc_name)
+                    ctx.response_headers()[REQUEST_ID_HEADER] = record.request_id
+                    raise to_connect_error(
+                        MalformedRequest("malformed request body: not a valid protobuf message")
+                    ) from None
+                response = await route.function(request, ctx)
+            except ConnectError as error:
+                record.failed(error)
+                await context.abort_with_status(_status_with(error, ctx.response_headers().allitems()))
+                raise  # unreachable: abort raises
+            except Exception:
+                # The chain maps everything; this is a last guard so no text ever leaks.
+                log.exception("unhandled error in gRPC bridge")
+                record.code = "internal"
+                await context.abort_with_status(_status_with(to_connect_error(InternalError()), ()))
+                raise
+            # With the message and the status in one batch: grpc.aio has no way to attach initial
+            # metadata to that batch, and sending it first costs a write and a wake-up per call.
+            context.set_trailing_metadata(tuple(ctx.response_headers().allitems()))
+            return response.SerializeToString()  # type: ignore[no-any-return]
 
     return grpc.unary_unary_rpc_method_handler(handle)
 
@@ -104,12 +108,16 @@ class _UnknownProcedure(grpc.GenericRpcHandler):  # type: ignore[misc]
     `UNKNOWN_PROCEDURE` reason (and a request id) as on the Connect port, not grpcio's bare status."""
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        error = to_connect_error(UnknownProcedure(str(handler_call_details.method)))
+        procedure = str(handler_call_details.method)
+        error = to_connect_error(UnknownProcedure(procedure))
 
         async def refuse(_request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             sent = dict(context.invocation_metadata() or ())
-            rid = valid_request_id(str(sent.get(REQUEST_ID_HEADER, ""))) or new_request_id()
-            await context.abort_with_status(_status_with(error, ((REQUEST_ID_HEADER, rid),)))
+            peer = _address(context.peer())
+            with call_record(str(sent.get(REQUEST_ID_HEADER, "")), transport="grpc", peer=peer) as record:
+                record.named(procedure.lstrip("/")[:200])
+                record.failed(error)
+                await context.abort_with_status(_status_with(error, ((REQUEST_ID_HEADER, record.request_id),)))
             raise AssertionError("unreachable: abort raises")
 
         return grpc.unary_unary_rpc_method_handler(refuse)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,7 @@ from internal.errors import (
     to_connect_error,
 )
 from internal.logs import get_logger
+from internal.rpc.calls import REQUEST_ID_HEADER, CallRecord, call_record, current_call
 from internal.server.http_admission import (
     Protocol,
     admit,
@@ -44,7 +44,6 @@ from internal.server.http_admission import (
     header_text,
     protocol_of,
 )
-from internal.server.interceptors import REQUEST_ID_HEADER, new_request_id, rpc_logged, valid_request_id
 
 log = get_logger("altalune.http")
 
@@ -115,7 +114,7 @@ def _has_reason(body: Mapping[str, Any]) -> bool:
 
 
 # A library-made error (no ErrorInfo) gets the reason its code stands for in our table.
-_REASON_BY_CODE = {Code.INVALID_ARGUMENT: "MALFORMED_REQUEST", Code.RESOURCE_EXHAUSTED: "REQUEST_TOO_LARGE"}
+_REASON_BY_CODE = {Code.INVALID_ARGUMENT: MalformedRequest.reason, Code.RESOURCE_EXHAUSTED: RequestTooLarge.reason}
 
 
 def with_reason(code: Code, message: str) -> ConnectError:
@@ -181,8 +180,16 @@ class HttpGateway:
             return
         if scope["type"] != "http":
             return
-        started = time.perf_counter()
-        request_id = valid_request_id(_header(scope, b"x-request-id")) or new_request_id()
+        path = str(scope.get("path", ""))
+        client = scope.get("client")
+        peer = f"{client[0]}:{client[1]}" if client else None
+        with call_record(_header(scope, b"x-request-id"), transport="connect", peer=peer) as record:
+            record.http_method, record.path = scope.get("method"), path[:200]
+            record.quiet = path in ("/healthz", "/readyz")
+            await self._serve(scope, receive, send, record)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, record: CallRecord) -> None:
+        request_id = record.request_id
         scope["headers"] = [
             *((k, v) for k, v in scope.get("headers", ()) if k.lower() != b"x-request-id"),
             (b"x-request-id", request_id.encode()),
@@ -191,12 +198,12 @@ class HttpGateway:
         cors_ok = self._cors.allows(origin)
         if origin is not None and not cors_ok:
             # The browser blocks the answer; without this line the operator never learns why.
-            log.warning("CORS origin refused", request_id=request_id, origin=origin[:200], path=scope.get("path", ""))
-        rpc_logged.set(False)
-        state: dict[str, Any] = {"status": 0, "started": False}
+            log.warning("CORS origin refused", origin=origin[:200], path=record.path)
+        started = False
         is_rpc = str(scope.get("path", "")).startswith(self._prefix + "/")
 
         async def send_out(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"]
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
@@ -213,27 +220,16 @@ class HttpGateway:
                 if is_rpc and not any(k.lower() == b"cache-control" for k, _ in headers):
                     headers.append((b"cache-control", b"private, no-store"))
                 message = {**message, "headers": headers}
-                state["status"] = message["status"]
-                state["started"] = True
+                record.status = message["status"]
+                started = True
             await send(message)
 
         try:
             await self._route(scope, receive, send_out, cors_ok=cors_ok, origin=origin)
         except Exception:
-            log.exception("unhandled error in HTTP layer", request_id=request_id)
-            if not state["started"]:
+            log.exception("unhandled error in HTTP layer")
+            if not started:
                 await self._send_error(send_out, to_connect_error(InternalError()))
-        finally:
-            path = scope.get("path", "")
-            if not rpc_logged.get() and path not in ("/healthz", "/readyz"):
-                log.info(
-                    "http",
-                    request_id=request_id,
-                    method=scope.get("method"),
-                    path=path,
-                    status=state["status"],
-                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                )
 
     async def _route(self, scope: Scope, receive: Receive, send: Send, *, cors_ok: bool, origin: str | None) -> None:
         path: str = scope["path"]
@@ -275,6 +271,7 @@ class HttpGateway:
         if not grpc_web:
             await self._send_error(send, failure.error, status=failure.http_status)
             return
+        _noted(failure.error)
         body = grpc_web_error_body(failure.error)
         headers = [(b"content-type", b"application/grpc-web+proto"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -370,6 +367,7 @@ class HttpGateway:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send_error(self, send: Send, error: ConnectError, *, status: int | None = None) -> None:
+        _noted(error)
         http_status, body = connect_error_body(error, status)
         await self._send_raw(send, http_status, body, extra=[])
 
@@ -395,6 +393,13 @@ class HttpGateway:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _noted(error: ConnectError) -> None:
+    """The refusal's code and reason, for the request's access-log line."""
+    record = current_call()
+    if record is not None:
+        record.failed(error)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

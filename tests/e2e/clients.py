@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib
 import json
 import re
 import socket
@@ -40,34 +41,19 @@ from google.protobuf.message_factory import GetMessageClass
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from altalune.v1 import (
-    api_key_connect,
-    api_key_pb2_grpc,
-    employee_connect,
-    employee_pb2,
-    employee_pb2_grpc,
-    iam_connect,
-    iam_pb2_grpc,
-    permission_connect,
-    permission_pb2_grpc,
-    project_connect,
-    project_pb2,
-    project_pb2_grpc,
-    role_connect,
-    role_pb2_grpc,
-    user_connect,
-    user_pb2_grpc,
-)
+from altalune.v1 import employee_pb2, project_pb2
+from internal.container import contract
 
-# Every service of the contract: (grpc stub module, connect module), by service name.
+
+def _generated(file_name: str, suffix: str) -> Any:
+    """The generated module of a proto file: altalune/v1/x.proto -> altalune.v1.x<suffix>."""
+    return importlib.import_module(file_name.removesuffix(".proto").replace("/", ".") + suffix)
+
+
+# Every service of the contract (internal.container.SERVICES): (grpc stub module, connect module).
 SERVICE_MODULES: dict[str, tuple[Any, Any]] = {
-    "ProjectService": (project_pb2_grpc, project_connect),
-    "EmployeeService": (employee_pb2_grpc, employee_connect),
-    "UserService": (user_pb2_grpc, user_connect),
-    "RoleService": (role_pb2_grpc, role_connect),
-    "PermissionService": (permission_pb2_grpc, permission_connect),
-    "IamService": (iam_pb2_grpc, iam_connect),
-    "ApiKeyService": (api_key_pb2_grpc, api_key_connect),
+    service.name: (_generated(service.file.name, "_pb2_grpc"), _generated(service.file.name, "_connect"))
+    for service in contract()
 }
 
 Req = TypeVar("Req", bound=Message)

@@ -9,6 +9,8 @@ from psycopg import sql
 
 from altalune.v1 import employee_pb2, project_pb2
 from internal.container import Container
+from internal.domain.employee.repo import EmployeeRepo
+from internal.domain.employee.service import EmployeeService
 from internal.tenancy import ProjectNotFound, ProjectRef
 
 
@@ -38,7 +40,7 @@ class AsAuthorized:
 
 
 def employees(container: Container) -> AsAuthorized:
-    return AsAuthorized(container, container.employees)
+    return AsAuthorized(container, EmployeeService(container.db, EmployeeRepo()))
 
 
 async def create_project(

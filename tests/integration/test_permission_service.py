@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from altalune.v1 import common_pb2, permission_pb2
-from internal.container import Container
+from internal.auth.policy import access_rules, permission_catalog
+from internal.container import Container, contract
 from internal.domain.permission.errors import PermissionNotFound
 from internal.domain.permission.repo import PermissionRepo
 from internal.domain.permission.service import PermissionService
@@ -57,8 +58,9 @@ async def test_the_scope_filter_returns_the_seeded_permissions_of_that_scope_in_
         assert response.meta.row_count == len(expected)
         assert all(p.scope == PROTO_SCOPES[scope] for p in response.data)
         assert all((p.id, p.description) == seeded[p.name][::2] for p in response.data)
-    assert global_.meta.row_count == 10
-    assert project.meta.row_count == 11
+    catalog = permission_catalog(access_rules(contract()).values())
+    assert global_.meta.row_count == sum(scope == "global" for scope in catalog.values())
+    assert project.meta.row_count == sum(scope == "project" for scope in catalog.values())
     assert {"user:read", "role:delete", "permission:read", "iam:write"} <= {p.name for p in global_.data}
     assert {"employee:read", "apikey:write", "member:write"} <= {p.name for p in project.data}
     assert both.meta.row_count == len(seeded)
@@ -89,7 +91,7 @@ async def test_an_unknown_permission_is_not_found(container: Container) -> None:
         await _service(container).get_permission(permission_pb2.GetPermissionRequest(id=UNKNOWN_ID))
 
     assert caught.value.reason == "PERMISSION_NOT_FOUND"
-    assert caught.value.metadata == {"permission_id": UNKNOWN_ID}
+    assert caught.value.metadata == {"permission_ids": UNKNOWN_ID}
 
 
 async def test_query_keyword_matches_name_and_description_and_sorts(container: Container) -> None:

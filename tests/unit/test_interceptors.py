@@ -21,8 +21,9 @@ from google.rpc import error_details_pb2
 
 from altalune.v1 import project_pb2
 from internal import deadlines
-from internal.server.endpoints import ServiceBinding, UnaryRoute, build_routes
-from internal.server.interceptors import REQUEST_ID_HEADER, Drain, default_chain
+from internal.rpc.calls import REQUEST_ID_HEADER
+from internal.rpc.endpoints import ServiceBinding, UnaryRoute, build_routes
+from internal.rpc.interceptors import Drain, default_chain
 from internal.tenancy import ProjectNotFound
 from internal.validation import RequestValidator
 

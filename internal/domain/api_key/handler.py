@@ -6,13 +6,13 @@ from typing import Any
 
 from connectrpc.request import RequestContext
 
-from altalune.v1 import api_key_pb2
+from altalune.v1 import api_key_connect, api_key_pb2
 from internal.auth.principal import current_caller, current_project
 from internal.domain.api_key.service import ApiKeyService
 
 
-class ApiKeyHandler:
-    """Implements altalune.v1.ApiKeyService for both transports."""
+class ApiKeyHandler(api_key_connect.ApiKeyService):
+    """altalune.v1.ApiKeyService on both ports; subclassing the generated protocol type-checks each method."""
 
     def __init__(self, service: ApiKeyService) -> None:
         self._service = service

@@ -6,13 +6,13 @@ from typing import Any
 
 from connectrpc.request import RequestContext
 
-from altalune.v1 import employee_pb2
+from altalune.v1 import employee_connect, employee_pb2
 from internal.auth.principal import current_project
 from internal.domain.employee.service import EmployeeService
 
 
-class EmployeeHandler:
-    """Implements altalune.v1.EmployeeService for both transports."""
+class EmployeeHandler(employee_connect.EmployeeService):
+    """altalune.v1.EmployeeService on both ports; subclassing the generated protocol type-checks each method."""
 
     def __init__(self, service: EmployeeService) -> None:
         self._service = service

@@ -6,13 +6,13 @@ from typing import Any
 
 from connectrpc.request import RequestContext
 
-from altalune.v1 import iam_pb2
+from altalune.v1 import iam_connect, iam_pb2
 from internal.auth.principal import current_caller
 from internal.domain.iam.service import IamService
 
 
-class IamHandler:
-    """Implements altalune.v1.IamService for both transports."""
+class IamHandler(iam_connect.IamService):
+    """altalune.v1.IamService on both ports; subclassing the generated protocol type-checks each method."""
 
     def __init__(self, service: IamService) -> None:
         self._service = service

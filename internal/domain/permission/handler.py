@@ -6,12 +6,12 @@ from typing import Any
 
 from connectrpc.request import RequestContext
 
-from altalune.v1 import permission_pb2
+from altalune.v1 import permission_connect, permission_pb2
 from internal.domain.permission.service import PermissionService
 
 
-class PermissionHandler:
-    """Implements altalune.v1.PermissionService for both transports."""
+class PermissionHandler(permission_connect.PermissionService):
+    """altalune.v1.PermissionService on both ports; subclassing the generated protocol type-checks each method."""
 
     def __init__(self, service: PermissionService) -> None:
         self._service = service

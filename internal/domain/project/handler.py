@@ -6,13 +6,13 @@ from typing import Any
 
 from connectrpc.request import RequestContext
 
-from altalune.v1 import project_pb2
+from altalune.v1 import project_connect, project_pb2
 from internal.auth.principal import current_caller
 from internal.domain.project.service import ProjectService
 
 
-class ProjectHandler:
-    """Implements altalune.v1.ProjectService for both transports."""
+class ProjectHandler(project_connect.ProjectService):
+    """altalune.v1.ProjectService on both ports; subclassing the generated protocol type-checks each method."""
 
     def __init__(self, service: ProjectService) -> None:
         self._service = service

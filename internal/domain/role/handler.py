@@ -6,12 +6,12 @@ from typing import Any
 
 from connectrpc.request import RequestContext
 
-from altalune.v1 import role_pb2
+from altalune.v1 import role_connect, role_pb2
 from internal.domain.role.service import RoleService
 
 
-class RoleHandler:
-    """Implements altalune.v1.RoleService for both transports."""
+class RoleHandler(role_connect.RoleService):
+    """altalune.v1.RoleService on both ports; subclassing the generated protocol type-checks each method."""
 
     def __init__(self, service: RoleService) -> None:
         self._service = service

@@ -6,13 +6,13 @@ from typing import Any
 
 from connectrpc.request import RequestContext
 
-from altalune.v1 import user_pb2
+from altalune.v1 import user_connect, user_pb2
 from internal.auth.principal import current_caller
 from internal.domain.user.service import UserService
 
 
-class UserHandler:
-    """Implements altalune.v1.UserService for both transports."""
+class UserHandler(user_connect.UserService):
+    """altalune.v1.UserService on both ports; subclassing the generated protocol type-checks each method."""
 
     def __init__(self, service: UserService) -> None:
         self._service = service

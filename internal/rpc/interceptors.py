@@ -6,91 +6,55 @@ It runs for every RPC on both ports (see endpoints.build_routes)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from contextvars import ContextVar
 from typing import Any
 
-import structlog
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
 
 from internal import deadlines
 from internal.errors import AppError, DeadlineExceeded, InternalError, Overloaded, ShuttingDown, to_connect_error
 from internal.logs import get_logger
-from internal.server.endpoints import UnaryFunction, UnaryInterceptor
+from internal.rpc.calls import REQUEST_ID_HEADER, CallRecord, call_record, current_call
+from internal.rpc.endpoints import UnaryFunction, UnaryInterceptor
 from internal.validation import RequestValidator
 
 log = get_logger("altalune.rpc")
 
-REQUEST_ID_HEADER = "x-request-id"
-_REQUEST_ID_SHAPE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-# Set by the RequestScope interceptor so the HTTP gateway does not log the same request twice.
-rpc_logged: ContextVar[bool] = ContextVar("altalune_rpc_logged", default=False)
-# Which port the call came in on; set by the gRPC bridge, "connect" otherwise. Logged only.
-transport: ContextVar[str] = ContextVar("altalune_transport", default="connect")
-
-
-def valid_request_id(value: str | None) -> str | None:
-    """A client-sent request id is kept only if it is short and plain (it ends up in logs)."""
-    return value if value and _REQUEST_ID_SHAPE.fullmatch(value) else None
-
-
-def new_request_id() -> str:
-    """128 random bits, hex: unique enough to find one call in the logs, cheap to mint."""
-    return os.urandom(16).hex()
-
 
 class RequestScope:
-    """Request id on every response, structured context for every log line, one access log line."""
+    """Names the RPC on the request's record (internal.rpc.calls), echoes its request id, and
+    records the outcome for the one access-log line. The port that received the request opened
+    the record; a route called without one (a test, a tool) opens its own here."""
 
     async def intercept_unary(
         self, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
     ) -> Message:
-        headers = ctx.request_headers()
-        request_id = valid_request_id(headers.get(REQUEST_ID_HEADER)) or new_request_id()
-        method = ctx.method()
-        rpc = f"{method.service_name}/{method.name}"
-        structlog.contextvars.bind_contextvars(request_id=request_id, rpc=rpc, transport=transport.get())
-        ctx.response_headers()[REQUEST_ID_HEADER] = request_id
-        rpc_logged.set(True)
-        started = time.perf_counter()
-        code = "ok"
-        reason: str | None = None
-        try:
-            return await call_next(request, ctx)
-        except ConnectError as error:
-            code = error.code.name.lower()
-            reason = _reason(error)
-            raise
-        except asyncio.CancelledError:
-            code = "canceled"  # the client went away or its deadline passed on the gRPC side
-            raise
-        finally:
-            fields = {"reason": reason} if reason is not None else {}
-            log.info(
-                "rpc",
-                code=code,
-                **fields,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                peer=ctx.client_address(),
-            )
-            structlog.contextvars.unbind_contextvars("request_id", "rpc", "transport", "caller")
+        record = current_call()
+        if record is not None:
+            return await _in_record(record, call_next, request, ctx)
+        sent = ctx.request_headers().get(REQUEST_ID_HEADER)
+        with call_record(sent, transport="direct", peer=ctx.client_address()) as record:
+            return await _in_record(record, call_next, request, ctx)
 
 
-def _reason(error: ConnectError) -> str | None:
-    """The ErrorInfo reason of an error, for the access log."""
-    for detail in error.details:
-        if detail.type_url.endswith("/google.rpc.ErrorInfo"):
-            return str(error_details_pb2.ErrorInfo.FromString(detail.value).reason)
-    return None
+async def _in_record(
+    record: CallRecord, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
+) -> Message:
+    method = ctx.method()
+    record.named(f"{method.service_name}/{method.name}")
+    ctx.response_headers()[REQUEST_ID_HEADER] = record.request_id
+    try:
+        return await call_next(request, ctx)
+    except ConnectError as error:
+        record.failed(error)
+        raise
+    except asyncio.CancelledError:
+        record.code = "canceled"  # the client went away or its deadline passed on the gRPC side
+        raise
 
 
 class ErrorMapping:

@@ -3,6 +3,9 @@
 Both transports serve exactly this table: the Connect ASGI app mounts it, and the gRPC server
 bridges onto it, so a request passes through the same interceptor chain whichever port it used.
 Only public connectrpc API is used (Endpoint, MethodInfo).
+
+A handler subclasses the service protocol that connectrpc generates (`<name>_connect.py`), so the
+type checker holds every handler method to the contract's request and response types.
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
-from internal.auth.policy import rule_for
-
 UnaryFunction = Callable[[Message, RequestContext[Any, Any]], Awaitable[Message]]
 
 
@@ -36,10 +37,22 @@ class UnaryInterceptor(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ServiceBinding:
-    """A proto service and the handler object implementing its methods (snake_case names)."""
+    """A proto service and the handler implementing its methods (snake_case names)."""
 
     descriptor: ServiceDescriptor
     handler: object
+
+
+def _implemented(handler: object, attribute: str) -> Callable[..., Any] | None:
+    """The handler's own method, or None when it is missing or only the generated protocol's
+    placeholder (which would answer UNIMPLEMENTED at run time instead of failing start-up)."""
+    for cls in type(handler).__mro__:
+        if attribute in vars(cls):
+            if vars(cls).get("_is_protocol", False):
+                return None
+            function: Callable[..., Any] = getattr(handler, attribute)
+            return function
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +77,15 @@ def _idempotency(options: descriptor_pb2.MethodOptions) -> IdempotencyLevel:
 
 def build_routes(bindings: Sequence[ServiceBinding], interceptors: Sequence[UnaryInterceptor]) -> dict[str, UnaryRoute]:
     """Resolve every RPC to its handler method wrapped in the chain; fail at start-up if a handler
-    method or an access rule (altalune.v1.access) is missing."""
+    method is missing. Access rules are checked by the container (internal.auth.policy)."""
     routes: dict[str, UnaryRoute] = {}
     for binding in bindings:
         service = binding.descriptor
         for method in service.methods:
-            rule_for(method)  # raises PolicyError: deny by default
             if method.client_streaming or method.server_streaming:
                 raise NotImplementedError(f"{service.full_name}/{method.name}: streaming RPCs are not bridged yet")
             attribute = _snake(method.name)
-            function = getattr(binding.handler, attribute, None)
+            function = _implemented(binding.handler, attribute)
             if function is None:
                 raise TypeError(
                     f"{type(binding.handler).__name__} lacks {attribute}() for {service.full_name}/{method.name}"
