@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from altalune.v1 import access_pb2 as altalune_dot_v1_dot_access__pb2
 from altalune.v1 import common_pb2 as altalune_dot_v1_dot_common__pb2
+from altalune.v1 import rules_pb2 as altalune_dot_v1_dot_rules__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61ltalune/v1/permission.proto\x12\x0b\x61ltalune.v1\x1a\x18\x61ltalune/v1/access.proto\x1a\x18\x61ltalune/v1/common.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x01\n\nPermission\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x32\n\x05scope\x18\x04 \x01(\x0e\x32\x1c.altalune.v1.PermissionScopeR\x05scope\x12\x39\n\ncreated_at\x18\x62 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\"I\n\x14GetPermissionRequest\x12\x31\n\x02id\x18\x01 \x01(\tB!\xbaH\x1er\x19\x32\x14^[2-9a-hj-np-z]{14}$\x98\x01\x0e\xc8\x01\x01R\x02id\"P\n\x15GetPermissionResponse\x12\x37\n\npermission\x18\x01 \x01(\x0b\x32\x17.altalune.v1.PermissionR\npermission\"J\n\x17QueryPermissionsRequest\x12/\n\x05query\x18\x01 \x01(\x0b\x32\x19.altalune.v1.QueryRequestR\x05query\"s\n\x18QueryPermissionsResponse\x12+\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x17.altalune.v1.PermissionR\x04\x64\x61ta\x12*\n\x04meta\x18\x02 \x01(\x0b\x32\x16.altalune.v1.QueryMetaR\x04meta*n\n\x0fPermissionScope\x12 \n\x1cPERMISSION_SCOPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17PERMISSION_SCOPE_GLOBAL\x10\x01\x12\x1c\n\x18PERMISSION_SCOPE_PROJECT\x10\x02\x32\x80\x02\n\x11PermissionService\x12p\n\rGetPermission\x12!.altalune.v1.GetPermissionRequest\x1a\".altalune.v1.GetPermissionResponse\"\x18\x90\x02\x01\xca\xf3\x18\x11\n\x0fpermission:read\x12y\n\x10QueryPermissions\x12$.altalune.v1.QueryPermissionsRequest\x1a%.altalune.v1.QueryPermissionsResponse\"\x18\x90\x02\x01\xca\xf3\x18\x11\n\x0fpermission:readb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61ltalune/v1/permission.proto\x12\x0b\x61ltalune.v1\x1a\x18\x61ltalune/v1/access.proto\x1a\x18\x61ltalune/v1/common.proto\x1a\x17\x61ltalune/v1/rules.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x01\n\nPermission\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x32\n\x05scope\x18\x04 \x01(\x0e\x32\x1c.altalune.v1.PermissionScopeR\x05scope\x12\x39\n\ncreated_at\x18\x62 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\"4\n\x14GetPermissionRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"P\n\x15GetPermissionResponse\x12\x37\n\npermission\x18\x01 \x01(\x0b\x32\x17.altalune.v1.PermissionR\npermission\"J\n\x17QueryPermissionsRequest\x12/\n\x05query\x18\x01 \x01(\x0b\x32\x19.altalune.v1.QueryRequestR\x05query\"s\n\x18QueryPermissionsResponse\x12+\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x17.altalune.v1.PermissionR\x04\x64\x61ta\x12*\n\x04meta\x18\x02 \x01(\x0b\x32\x16.altalune.v1.QueryMetaR\x04meta*n\n\x0fPermissionScope\x12 \n\x1cPERMISSION_SCOPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17PERMISSION_SCOPE_GLOBAL\x10\x01\x12\x1c\n\x18PERMISSION_SCOPE_PROJECT\x10\x02\x32\x80\x02\n\x11PermissionService\x12p\n\rGetPermission\x12!.altalune.v1.GetPermissionRequest\x1a\".altalune.v1.GetPermissionResponse\"\x18\x90\x02\x01\xca\xf3\x18\x11\n\x0fpermission:read\x12y\n\x10QueryPermissions\x12$.altalune.v1.QueryPermissionsRequest\x1a%.altalune.v1.QueryPermissionsResponse\"\x18\x90\x02\x01\xca\xf3\x18\x11\n\x0fpermission:readb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,23 +37,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'altalune.v1.permission_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETPERMISSIONREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_GETPERMISSIONREQUEST'].fields_by_name['id']._serialized_options = b'\272H\036r\0312\024^[2-9a-hj-np-z]{14}$\230\001\016\310\001\001'
+  _globals['_GETPERMISSIONREQUEST'].fields_by_name['id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
   _globals['_PERMISSIONSERVICE'].methods_by_name['GetPermission']._loaded_options = None
   _globals['_PERMISSIONSERVICE'].methods_by_name['GetPermission']._serialized_options = b'\220\002\001\312\363\030\021\n\017permission:read'
   _globals['_PERMISSIONSERVICE'].methods_by_name['QueryPermissions']._loaded_options = None
   _globals['_PERMISSIONSERVICE'].methods_by_name['QueryPermissions']._serialized_options = b'\220\002\001\312\363\030\021\n\017permission:read'
-  _globals['_PERMISSIONSCOPE']._serialized_start=705
-  _globals['_PERMISSIONSCOPE']._serialized_end=815
-  _globals['_PERMISSION']._serialized_start=160
-  _globals['_PERMISSION']._serialized_end=353
-  _globals['_GETPERMISSIONREQUEST']._serialized_start=355
-  _globals['_GETPERMISSIONREQUEST']._serialized_end=428
-  _globals['_GETPERMISSIONRESPONSE']._serialized_start=430
-  _globals['_GETPERMISSIONRESPONSE']._serialized_end=510
-  _globals['_QUERYPERMISSIONSREQUEST']._serialized_start=512
-  _globals['_QUERYPERMISSIONSREQUEST']._serialized_end=586
-  _globals['_QUERYPERMISSIONSRESPONSE']._serialized_start=588
-  _globals['_QUERYPERMISSIONSRESPONSE']._serialized_end=703
-  _globals['_PERMISSIONSERVICE']._serialized_start=818
-  _globals['_PERMISSIONSERVICE']._serialized_end=1074
+  _globals['_PERMISSIONSCOPE']._serialized_start=709
+  _globals['_PERMISSIONSCOPE']._serialized_end=819
+  _globals['_PERMISSION']._serialized_start=185
+  _globals['_PERMISSION']._serialized_end=378
+  _globals['_GETPERMISSIONREQUEST']._serialized_start=380
+  _globals['_GETPERMISSIONREQUEST']._serialized_end=432
+  _globals['_GETPERMISSIONRESPONSE']._serialized_start=434
+  _globals['_GETPERMISSIONRESPONSE']._serialized_end=514
+  _globals['_QUERYPERMISSIONSREQUEST']._serialized_start=516
+  _globals['_QUERYPERMISSIONSREQUEST']._serialized_end=590
+  _globals['_QUERYPERMISSIONSRESPONSE']._serialized_start=592
+  _globals['_QUERYPERMISSIONSRESPONSE']._serialized_end=707
+  _globals['_PERMISSIONSERVICE']._serialized_start=822
+  _globals['_PERMISSIONSERVICE']._serialized_end=1078
 # @@protoc_insertion_point(module_scope)
