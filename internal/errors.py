@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import grpc
 from connectrpc.code import Code
@@ -31,13 +32,30 @@ class FieldViolation:
 
 
 class AppError(Exception):
-    """Base of every error a client may see; subclasses fix `reason` and `code`."""
+    """Base of every error a client may see.
 
-    reason: str = "INTERNAL"
-    code: Code = Code.INTERNAL
+    One class per reason: a class a client can receive declares its `reason`, its `code` and the
+    exact `metadata_keys` every instance carries (its ErrorInfo shape, listed in the README). A class
+    without a reason (Unauthenticated) only groups others and cannot be raised.
+    """
+
+    reason: ClassVar[str]
+    code: ClassVar[Code]
+    metadata_keys: ClassVar[tuple[str, ...]] = ()
     # The HTTP status of a Connect error follows the code, unless the protocol fixes another one
     # (404 unknown procedure, 405 method, 415 content type).
-    http_status: int | None = None
+    http_status: ClassVar[int | None] = None
+    _raisable: ClassVar[bool] = False
+    _key_set: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._raisable = hasattr(cls, "reason")
+        cls._key_set = frozenset(cls.metadata_keys)
+        if cls._raisable and not hasattr(cls, "code"):
+            raise TypeError(f"{cls.__name__} declares a reason but no code")
+        if len(cls._key_set) != len(cls.metadata_keys):
+            raise TypeError(f"{cls.__name__} lists a metadata key twice")
 
     def __init__(
         self,
@@ -47,9 +65,15 @@ class AppError(Exception):
         violations: Sequence[FieldViolation] = (),
         retry_after_s: float | None = None,
     ) -> None:
+        if not self._raisable:
+            raise TypeError(f"{type(self).__name__} has no reason of its own: raise one of its subclasses")
+        self.metadata = dict(metadata or {})
+        if self.metadata.keys() != self._key_set:
+            raise TypeError(
+                f"{type(self).__name__} carries the metadata keys {sorted(self._key_set)}, not {sorted(self.metadata)}"
+            )
         super().__init__(message)
         self.message = message
-        self.metadata = dict(metadata or {})
         self.violations = tuple(violations)
         self.retry_after_s = retry_after_s
 
@@ -78,6 +102,7 @@ class MalformedRequest(AppError):
 class RequestTooLarge(AppError):
     reason = "REQUEST_TOO_LARGE"
     code = Code.RESOURCE_EXHAUSTED
+    metadata_keys = ("limit_bytes",)
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body exceeds the {limit} byte limit", metadata={"limit_bytes": str(limit)})
@@ -88,6 +113,7 @@ class Overloaded(AppError):
 
     reason = "OVERLOADED"
     code = Code.RESOURCE_EXHAUSTED
+    metadata_keys = ("max_concurrent_calls",)
 
     def __init__(self, limit: int) -> None:
         super().__init__(
@@ -142,6 +168,7 @@ class NoRoute(AppError):
 
     reason = "NO_ROUTE"
     code = Code.NOT_FOUND
+    metadata_keys = ("path",)
 
     def __init__(self, path: str) -> None:
         shown = path if len(path) <= 200 else path[:200] + "..."
@@ -151,6 +178,7 @@ class NoRoute(AppError):
 class UnknownProcedure(AppError):
     reason = "UNKNOWN_PROCEDURE"
     code = Code.UNIMPLEMENTED
+    metadata_keys = ("procedure",)
     http_status = 404
 
     def __init__(self, path: str) -> None:
@@ -163,6 +191,7 @@ class MethodNotAllowed(AppError):
 
     reason = "METHOD_NOT_ALLOWED"
     code = Code.UNIMPLEMENTED
+    metadata_keys = ("method", "allowed")
     http_status = 405
 
     def __init__(self, method: str, allowed: str) -> None:
@@ -176,6 +205,7 @@ class MethodNotAllowed(AppError):
 class UnsupportedContentType(AppError):
     reason = "UNSUPPORTED_CONTENT_TYPE"
     code = Code.INVALID_ARGUMENT
+    metadata_keys = ("content_type",)
     http_status = 415
 
     def __init__(self, content_type: str, hint: str) -> None:
@@ -186,6 +216,7 @@ class UnsupportedContentType(AppError):
 class UnsupportedEncoding(AppError):
     reason = "UNSUPPORTED_ENCODING"
     code = Code.UNIMPLEMENTED
+    metadata_keys = ("header", "encoding", "supported")
 
     def __init__(self, header: str, encoding: str) -> None:
         shown = encoding[:40]
@@ -200,6 +231,7 @@ class InvalidHeader(AppError):
 
     reason = "INVALID_HEADER"
     code = Code.INVALID_ARGUMENT
+    metadata_keys = ("header",)
 
     def __init__(self, header: str, description: str) -> None:
         super().__init__(f"invalid {header} header: {description}", metadata={"header": header})
@@ -220,6 +252,7 @@ class HeaderTimeout(AppError):
 
     reason = "HEADER_TIMEOUT"
     code = Code.DEADLINE_EXCEEDED
+    metadata_keys = ("timeout_s",)
     http_status = 408
 
     def __init__(self, timeout_s: float) -> None:
@@ -231,6 +264,7 @@ class HeaderTimeout(AppError):
 class TooManyConnections(AppError):
     reason = "TOO_MANY_CONNECTIONS"
     code = Code.UNAVAILABLE
+    metadata_keys = ("max_connections",)
 
     def __init__(self, limit: int) -> None:
         super().__init__(

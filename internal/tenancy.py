@@ -27,6 +27,7 @@ class ProjectNotFound(AppError):
 
     reason = "PROJECT_NOT_FOUND"
     code = Code.NOT_FOUND
+    metadata_keys = ("project_id",)
 
     def __init__(self, project_id: str) -> None:
         super().__init__(f"project {project_id!r} not found", metadata={"project_id": project_id})

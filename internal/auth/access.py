@@ -20,8 +20,19 @@ from internal.auth.credentials import (
     looks_like_api_key,
     parse_api_key,
 )
-from internal.auth.errors import ApiKeyNotAllowed, IdentityProviderUnavailable, PermissionDenied, Unauthenticated
-from internal.auth.oidc import IssuerUnavailable, TokenRejected, TokenVerifier, UserMatch
+from internal.auth.errors import (
+    ApiKeyExpired,
+    ApiKeyInactive,
+    ApiKeyInvalid,
+    ApiKeyNotAllowed,
+    CredentialsMalformed,
+    CredentialsMissing,
+    IdentityProviderUnavailable,
+    PermissionDenied,
+    UserInactive,
+    UserUnknown,
+)
+from internal.auth.oidc import IssuerUnavailable, TokenVerifier, UserMatch
 from internal.auth.policy import AccessRule
 from internal.auth.principal import Caller, Principal, PrincipalKind
 from internal.auth.store import AccessStore, Membership
@@ -60,15 +71,15 @@ class Authenticator:
         try:
             token = bearer_token(headers)
         except BadAuthorizationHeader as exc:
-            raise Unauthenticated("CREDENTIALS_MALFORMED", str(exc)) from None
+            raise CredentialsMalformed(str(exc)) from None
         if token is None:
-            raise Unauthenticated("CREDENTIALS_MISSING", "send 'authorization: Bearer <API key or JWT>'")
+            raise CredentialsMissing("send 'authorization: Bearer <API key or JWT>'")
         if looks_like_api_key(token):
             return Authenticated(await self._api_key(token))
         return await self._user(token, project_hint)
 
     async def _api_key(self, token: str) -> Principal:
-        invalid = Unauthenticated("API_KEY_INVALID", "the API key is not valid")
+        invalid = ApiKeyInvalid("the API key is not valid")
         parsed = parse_api_key(token)
         if parsed is None:
             raise invalid
@@ -78,9 +89,9 @@ class Authenticator:
             if not self._hasher.matches(token, row.secret_hash if row else _NO_HASH) or row is None:
                 raise invalid
             if not row.active:
-                raise Unauthenticated("API_KEY_INACTIVE", "the API key has been deactivated")
+                raise ApiKeyInactive("the API key has been deactivated")
             if row.expired:
-                raise Unauthenticated("API_KEY_EXPIRED", "the API key has expired")
+                raise ApiKeyExpired("the API key has expired")
             if row.stale_last_used:
                 await self._store.touch_api_key(conn, row.project_id, parsed.key_public_id)
         project = ProjectRef(parsed.project_public_id, row.project_id)
@@ -89,8 +100,6 @@ class Authenticator:
     async def _user(self, token: str, project_hint: str | None) -> Authenticated:
         try:
             verified = await self._verifier.verify(token)
-        except TokenRejected as exc:
-            raise Unauthenticated(exc.reason, exc.message) from None
         except IssuerUnavailable:
             raise IdentityProviderUnavailable() from None
         async with self._db.connection() as conn:
@@ -99,9 +108,9 @@ class Authenticator:
             else:
                 user = await self._store.user(conn, email=verified.email or "", project_public_id=project_hint)
         if user is None:
-            raise Unauthenticated("USER_UNKNOWN", "the token is valid but names no user of this service")
+            raise UserUnknown("the token is valid but names no user of this service")
         if not user.active:
-            raise Unauthenticated("USER_INACTIVE", "the user has been deactivated")
+            raise UserInactive("the user has been deactivated")
         principal = Principal.user(user.id, user.public_id, frozenset(user.global_permissions))
         hint = MembershipHint(project_hint, user.membership()) if project_hint is not None else None
         return Authenticated(principal, hint)

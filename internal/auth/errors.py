@@ -6,37 +6,70 @@ from connectrpc.code import Code
 
 from internal.errors import AppError
 
-# Every reason an UNAUTHENTICATED answer can carry (the README's error table lists them all).
-UNAUTHENTICATED_REASONS = frozenset(
-    {
-        "CREDENTIALS_MISSING",
-        "CREDENTIALS_MALFORMED",
-        "API_KEY_INVALID",
-        "API_KEY_INACTIVE",
-        "API_KEY_EXPIRED",
-        "TOKEN_INVALID",
-        "TOKEN_EXPIRED",
-        "USER_UNKNOWN",
-        "USER_INACTIVE",
-    }
-)
-
 
 class Unauthenticated(AppError):
-    """No usable credential. `reason` tells a client what to fix (one of UNAUTHENTICATED_REASONS)."""
+    """No usable credential. Each subclass is one reason, telling a client what to fix."""
 
     code = Code.UNAUTHENTICATED
 
-    def __init__(self, reason: str, message: str) -> None:
-        if reason not in UNAUTHENTICATED_REASONS:
-            raise ValueError(f"{reason!r} is not one of UNAUTHENTICATED_REASONS")
+    def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.reason = reason
+
+
+class TokenRejected(Unauthenticated):
+    """A bearer token the verifier does not accept; the message is safe to show (never the token)."""
+
+
+class CredentialsMissing(Unauthenticated):
+    """No `authorization` header."""
+
+    reason = "CREDENTIALS_MISSING"
+
+
+class CredentialsMalformed(Unauthenticated):
+    """An `authorization` header that is not `Bearer <credential>`."""
+
+    reason = "CREDENTIALS_MALFORMED"
+
+
+class ApiKeyInvalid(Unauthenticated):
+    """An unknown API key, a malformed one, or one of a deleted project."""
+
+    reason = "API_KEY_INVALID"
+
+
+class ApiKeyInactive(Unauthenticated):
+    reason = "API_KEY_INACTIVE"
+
+
+class ApiKeyExpired(Unauthenticated):
+    reason = "API_KEY_EXPIRED"
+
+
+class TokenInvalid(TokenRejected):
+    """A JWT that does not verify: issuer, key, algorithm, audience, signature or claims."""
+
+    reason = "TOKEN_INVALID"
+
+
+class TokenExpired(TokenRejected):
+    reason = "TOKEN_EXPIRED"
+
+
+class UserUnknown(Unauthenticated):
+    """A valid token that names no user of this service."""
+
+    reason = "USER_UNKNOWN"
+
+
+class UserInactive(Unauthenticated):
+    reason = "USER_INACTIVE"
 
 
 class PermissionDenied(AppError):
     reason = "PERMISSION_MISSING"
     code = Code.PERMISSION_DENIED
+    metadata_keys = ("permission",)
 
     def __init__(self, permission: str) -> None:
         super().__init__(f"the caller lacks the {permission!r} permission", metadata={"permission": permission})

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from internal.auth.credentials import create_secret_file
+from internal.auth.errors import TokenExpired, TokenInvalid
 from internal.logs import get_logger
 
 log = get_logger(__name__)
@@ -45,15 +46,6 @@ class UserMatch(StrEnum):
 
     PUBLIC_ID = "public_id"  # `sub` is the user's public id (the local issuer)
     EMAIL = "email"  # the verified `email` claim (external issuers: their `sub` is theirs, not ours)
-
-
-class TokenRejected(Exception):
-    """The token is not acceptable; `reason` is safe to show the client (never the token)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 class IssuerUnavailable(Exception):
@@ -213,19 +205,19 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
-            raise TokenRejected("TOKEN_INVALID", "the bearer token is neither an API key nor a JWT") from None
+            raise TokenInvalid("the bearer token is neither an API key nor a JWT") from None
         algorithm = header.get("alg")
         kid = header.get("kid")
         if algorithm not in ALLOWED_ALGORITHMS:
-            raise TokenRejected("TOKEN_INVALID", "the token's algorithm is not accepted (RS256 or ES256 only)")
+            raise TokenInvalid("the token's algorithm is not accepted (RS256 or ES256 only)")
         issuer = self._issuers.get(str(unverified.get("iss", "")))
         if issuer is None:
-            raise TokenRejected("TOKEN_INVALID", "the token's issuer is not trusted")
+            raise TokenInvalid("the token's issuer is not trusted")
         key = await issuer.keys.key(kid) if isinstance(kid, str) else None
         if key is None:
-            raise TokenRejected("TOKEN_INVALID", "the token's signing key is unknown")
+            raise TokenInvalid("the token's signing key is unknown")
         if key.algorithm_name != algorithm:
-            raise TokenRejected("TOKEN_INVALID", "the token's algorithm does not match its key")
+            raise TokenInvalid("the token's algorithm does not match its key")
         try:
             claims = jwt.decode(
                 token,
@@ -237,21 +229,21 @@ class TokenVerifier:
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.ExpiredSignatureError:
-            raise TokenRejected("TOKEN_EXPIRED", "the token has expired") from None
+            raise TokenExpired("the token has expired") from None
         except jwt.PyJWTError:
-            raise TokenRejected("TOKEN_INVALID", "the token failed verification") from None
+            raise TokenInvalid("the token failed verification") from None
         # Claims are typed as RFC 7519 says: a NumericDate is a number (PyJWT also takes a numeric
         # string), an identifier is a string; NUL and other control characters are never valid and
         # PostgreSQL refuses NUL outright.
         if not _is_number(claims["exp"]) or not _is_clean_text(claims["sub"]):
-            raise TokenRejected("TOKEN_INVALID", "the token's claims are malformed")
+            raise TokenInvalid("the token's claims are malformed")
         email = claims.get("email")
         if email is not None and not _is_clean_text(email):
-            raise TokenRejected("TOKEN_INVALID", "the token's claims are malformed")
+            raise TokenInvalid("the token's claims are malformed")
         # Users are found by email, so the issuer must vouch for it: the boolean true, nothing less.
         verified_email = isinstance(email, str) and email and claims.get("email_verified") is True
         if issuer.match is UserMatch.EMAIL and not verified_email:
-            raise TokenRejected("TOKEN_INVALID", "the token carries no verified email")
+            raise TokenInvalid("the token carries no verified email")
         verified = VerifiedToken(
             issuer=issuer.issuer,
             subject=str(claims["sub"]),

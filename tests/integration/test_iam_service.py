@@ -16,17 +16,12 @@ from altalune.v1 import iam_pb2, permission_pb2, project_pb2
 from internal.auth.errors import ApiKeyNotAllowed
 from internal.auth.principal import Caller, Principal
 from internal.container import Container
-from internal.domain.iam.errors import (
-    LastOwner,
-    MemberExists,
-    MemberNotFound,
-    OwnerRequired,
-    PermissionNotFound,
-    RoleNotFound,
-    UserNotFound,
-)
+from internal.domain.iam.errors import LastOwner, MemberExists, MemberNotFound, OwnerRequired
 from internal.domain.iam.repo import IamRepo
 from internal.domain.iam.service import IamService
+from internal.domain.permission.errors import PermissionNotFound
+from internal.domain.role.errors import RoleNotFound
+from internal.domain.user.errors import UserNotFound
 from internal.ids import new_public_id
 from internal.postgres.database import Database
 from internal.tenancy import ProjectNotFound, ProjectRef

@@ -201,7 +201,7 @@ async def test_an_unknown_role_is_not_found_for_get_update_and_delete(container:
     with pytest.raises(RoleNotFound) as caught:
         await roles.get_role(role_pb2.GetRoleRequest(id=UNKNOWN_ID))
     assert caught.value.reason == "ROLE_NOT_FOUND"
-    assert caught.value.metadata == {"role_id": UNKNOWN_ID}
+    assert caught.value.metadata == {"role_ids": UNKNOWN_ID}
     with pytest.raises(RoleNotFound):
         await roles.update_role(
             role_pb2.UpdateRoleRequest(id=UNKNOWN_ID, name="x1", update_mask=FieldMask(paths=["name"]))

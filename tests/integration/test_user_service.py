@@ -125,7 +125,7 @@ async def test_an_unknown_user_is_not_found_for_every_call(container: Container)
     with pytest.raises(UserNotFound) as caught:
         await users.get_user(user_pb2.GetUserRequest(id=UNKNOWN_ID))
     assert caught.value.reason == "USER_NOT_FOUND"
-    assert caught.value.metadata == {"user_id": UNKNOWN_ID}
+    assert caught.value.metadata == {"user_ids": UNKNOWN_ID}
     with pytest.raises(UserNotFound):
         await users.update_user(
             user_pb2.UpdateUserRequest(id=UNKNOWN_ID, first_name="X", update_mask=FieldMask(paths=["first_name"]))

@@ -24,13 +24,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from internal.auth.errors import TokenRejected
 from internal.auth.oidc import (
     LOCAL_AUDIENCE,
     LOCAL_ISSUER,
     IssuerUnavailable,
     JwksCache,
     LocalIssuer,
-    TokenRejected,
     TokenVerifier,
     TrustedIssuer,
     UserMatch,

@@ -13,6 +13,7 @@ from internal.errors import AppError
 class ApiKeyNotFound(AppError):
     reason = "API_KEY_NOT_FOUND"
     code = Code.NOT_FOUND
+    metadata_keys = ("project_id", "api_key_id")
 
     def __init__(self, project_id: str, api_key_id: str) -> None:
         super().__init__(
@@ -24,6 +25,7 @@ class ApiKeyNotFound(AppError):
 class ApiKeyNameTaken(AppError):
     reason = "API_KEY_NAME_TAKEN"
     code = Code.ALREADY_EXISTS
+    metadata_keys = ("project_id", "name")
 
     def __init__(self, project_id: str, name: str) -> None:
         super().__init__(
@@ -37,6 +39,7 @@ class ApiKeyScopeExceedsCaller(AppError):
 
     reason = "API_KEY_SCOPE_EXCEEDS_CALLER"
     code = Code.PERMISSION_DENIED
+    metadata_keys = ("project_id", "scopes")
 
     def __init__(self, project_id: str, scopes: Sequence[str]) -> None:
         joined = ",".join(scopes)
@@ -52,6 +55,7 @@ class ApiKeyOutlivesCaller(AppError):
 
     reason = "API_KEY_OUTLIVES_CALLER"
     code = Code.PERMISSION_DENIED
+    metadata_keys = ("project_id", "max_expires_at")
 
     def __init__(self, project_id: str, limit: datetime) -> None:
         stamp = limit.astimezone(UTC).isoformat().replace("+00:00", "Z")

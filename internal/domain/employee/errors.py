@@ -10,6 +10,7 @@ from internal.errors import AppError
 class EmployeeNotFound(AppError):
     reason = "EMPLOYEE_NOT_FOUND"
     code = Code.NOT_FOUND
+    metadata_keys = ("project_id", "employee_id")
 
     def __init__(self, project_id: str, employee_id: str) -> None:
         super().__init__(
@@ -21,6 +22,7 @@ class EmployeeNotFound(AppError):
 class EmployeeEmailTaken(AppError):
     reason = "EMPLOYEE_EMAIL_TAKEN"
     code = Code.ALREADY_EXISTS
+    metadata_keys = ("project_id", "email")
 
     def __init__(self, project_id: str, email: str) -> None:
         super().__init__(

@@ -1,5 +1,6 @@
 """Errors of the IAM domain. Batch errors list every offending id (comma-joined) so a client can fix
-the whole request at once; a missing project is the project domain's ProjectNotFound."""
+the whole request at once. Unknown users, roles and permissions are their own domains' errors
+(UserNotFound, RoleNotFound, PermissionNotFound); a missing project is internal.tenancy's ProjectNotFound."""
 
 from __future__ import annotations
 
@@ -14,36 +15,10 @@ def _joined(ids: Sequence[str]) -> str:
     return ",".join(ids)
 
 
-class UserNotFound(AppError):
-    reason = "USER_NOT_FOUND"
-    code = Code.NOT_FOUND
-
-    def __init__(self, user_ids: Sequence[str]) -> None:
-        super().__init__(f"user(s) not found: {_joined(user_ids)}", metadata={"user_ids": _joined(user_ids)})
-
-
-class RoleNotFound(AppError):
-    reason = "ROLE_NOT_FOUND"
-    code = Code.NOT_FOUND
-
-    def __init__(self, role_ids: Sequence[str]) -> None:
-        super().__init__(f"role(s) not found: {_joined(role_ids)}", metadata={"role_ids": _joined(role_ids)})
-
-
-class PermissionNotFound(AppError):
-    reason = "PERMISSION_NOT_FOUND"
-    code = Code.NOT_FOUND
-
-    def __init__(self, permission_ids: Sequence[str]) -> None:
-        super().__init__(
-            f"permission(s) not found: {_joined(permission_ids)}",
-            metadata={"permission_ids": _joined(permission_ids)},
-        )
-
-
 class MemberNotFound(AppError):
     reason = "MEMBER_NOT_FOUND"
     code = Code.NOT_FOUND
+    metadata_keys = ("project_id", "user_ids")
 
     def __init__(self, project_id: str, user_ids: Sequence[str]) -> None:
         super().__init__(
@@ -55,6 +30,7 @@ class MemberNotFound(AppError):
 class MemberExists(AppError):
     reason = "MEMBER_EXISTS"
     code = Code.ALREADY_EXISTS
+    metadata_keys = ("project_id", "user_ids")
 
     def __init__(self, project_id: str, user_ids: Sequence[str]) -> None:
         super().__init__(
@@ -68,6 +44,7 @@ class OwnerRequired(AppError):
 
     reason = "OWNER_REQUIRED"
     code = Code.PERMISSION_DENIED
+    metadata_keys = ("project_id",)
 
     def __init__(self, project_id: str) -> None:
         super().__init__(
@@ -81,6 +58,7 @@ class LastOwner(AppError):
 
     reason = "LAST_OWNER"
     code = Code.FAILED_PRECONDITION
+    metadata_keys = ("project_id",)
 
     def __init__(self, project_id: str) -> None:
         super().__init__(f"project {project_id!r} must keep at least one owner", metadata={"project_id": project_id})

@@ -15,17 +15,12 @@ from psycopg import AsyncConnection
 from altalune.v1 import iam_pb2
 from internal.auth.errors import ApiKeyNotAllowed
 from internal.auth.principal import Caller, NoCaller, PrincipalKind
-from internal.domain.iam.errors import (
-    LastOwner,
-    MemberExists,
-    MemberNotFound,
-    OwnerRequired,
-    PermissionNotFound,
-    RoleNotFound,
-    UserNotFound,
-)
+from internal.domain.iam.errors import LastOwner, MemberExists, MemberNotFound, OwnerRequired
 from internal.domain.iam.model import PROJECT_ROLES, MemberRow, NewMember, ProjectRole
 from internal.domain.iam.repo import IamRepo
+from internal.domain.permission.errors import PermissionNotFound
+from internal.domain.role.errors import RoleNotFound
+from internal.domain.user.errors import UserNotFound
 from internal.postgres.database import Database
 from internal.tenancy import ProjectNotFound
 
@@ -52,25 +47,25 @@ class IamService:
     async def _user_id(self, conn: AsyncConnection[Any], public_id: str, *, lock: bool = False) -> int:
         found = await self._repo.user_ids(conn, [public_id], lock=lock)
         if public_id not in found:
-            raise UserNotFound([public_id])
+            raise UserNotFound(public_id)
         return found[public_id]
 
     async def _role_id(self, conn: AsyncConnection[Any], public_id: str, *, lock: bool = False) -> int:
         found = await self._repo.role_ids(conn, [public_id], lock=lock)
         if public_id not in found:
-            raise RoleNotFound([public_id])
+            raise RoleNotFound(public_id)
         return found[public_id]
 
     async def _role_ids(self, conn: AsyncConnection[Any], public_ids: Sequence[str], *, lock: bool) -> list[int]:
         found = await self._repo.role_ids(conn, public_ids, lock=lock)
         if missing := _missing(public_ids, found):
-            raise RoleNotFound(missing)
+            raise RoleNotFound(*missing)
         return [found[public_id] for public_id in public_ids]
 
     async def _permission_ids(self, conn: AsyncConnection[Any], public_ids: Sequence[str], *, lock: bool) -> list[int]:
         found = await self._repo.permission_ids(conn, public_ids, lock=lock)
         if missing := _missing(public_ids, found):
-            raise PermissionNotFound(missing)
+            raise PermissionNotFound(*missing)
         return [found[public_id] for public_id in public_ids]
 
     async def assign_user_roles(self, request: iam_pb2.AssignUserRolesRequest) -> iam_pb2.AssignUserRolesResponse:
@@ -151,7 +146,7 @@ class IamService:
             await self._lock_live_project(conn, project_id, request.project_id)
             found = await self._repo.user_ids(conn, public_ids, lock=True)
             if missing := _missing(public_ids, found):
-                raise UserNotFound(missing)
+                raise UserNotFound(*missing)
             rows = await self._repo.add_members(
                 conn, project_id, [NewMember(user_id=found[u], role=role) for u, role in wanted]
             )

@@ -10,6 +10,7 @@ from internal.errors import AppError
 class ProjectNameTaken(AppError):
     reason = "PROJECT_NAME_TAKEN"
     code = Code.ALREADY_EXISTS
+    metadata_keys = ("name",)
 
     def __init__(self, name: str) -> None:
         super().__init__(f"a project named {name!r} already exists", metadata={"name": name})

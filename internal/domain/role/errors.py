@@ -1,4 +1,4 @@
-"""Errors of the role domain."""
+"""Errors of the role domain; IAM raises its RoleNotFound too (one class per reason)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,24 @@ from internal.errors import AppError
 
 
 class RoleNotFound(AppError):
+    """Unknown role(s): every id a call named that does not exist, comma-joined (one id too)."""
+
     reason = "ROLE_NOT_FOUND"
     code = Code.NOT_FOUND
+    metadata_keys = ("role_ids",)
 
-    def __init__(self, role_id: str) -> None:
-        super().__init__(f"role {role_id!r} not found", metadata={"role_id": role_id})
+    def __init__(self, *role_ids: str) -> None:
+        if not role_ids:
+            raise TypeError("RoleNotFound needs at least one id")
+        joined = ",".join(role_ids)
+        message = f"role {role_ids[0]!r} not found" if len(role_ids) == 1 else f"roles not found: {joined}"
+        super().__init__(message, metadata={"role_ids": joined})
 
 
 class RoleNameTaken(AppError):
     reason = "ROLE_NAME_TAKEN"
     code = Code.ALREADY_EXISTS
+    metadata_keys = ("name",)
 
     def __init__(self, name: str) -> None:
         super().__init__(f"a role named {name!r} already exists", metadata={"name": name})
@@ -28,6 +36,7 @@ class RoleBuiltin(AppError):
 
     reason = "ROLE_BUILTIN"
     code = Code.FAILED_PRECONDITION
+    metadata_keys = ("role_id", "name")
 
     def __init__(self, role_id: str, name: str) -> None:
         super().__init__(
@@ -40,6 +49,7 @@ class RoleInUse(AppError):
 
     reason = "ROLE_IN_USE"
     code = Code.FAILED_PRECONDITION
+    metadata_keys = ("role_id",)
 
     def __init__(self, role_id: str) -> None:
         super().__init__(f"role {role_id!r} is assigned to users; unassign it first", metadata={"role_id": role_id})

@@ -1,4 +1,4 @@
-"""Errors of the user domain."""
+"""Errors of the user domain; IAM raises its UserNotFound too (one class per reason)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,24 @@ from internal.errors import AppError
 
 
 class UserNotFound(AppError):
+    """Unknown user(s): every id a call named that does not exist, comma-joined (one id too)."""
+
     reason = "USER_NOT_FOUND"
     code = Code.NOT_FOUND
+    metadata_keys = ("user_ids",)
 
-    def __init__(self, user_id: str) -> None:
-        super().__init__(f"user {user_id!r} not found", metadata={"user_id": user_id})
+    def __init__(self, *user_ids: str) -> None:
+        if not user_ids:
+            raise TypeError("UserNotFound needs at least one id")
+        joined = ",".join(user_ids)
+        message = f"user {user_ids[0]!r} not found" if len(user_ids) == 1 else f"users not found: {joined}"
+        super().__init__(message, metadata={"user_ids": joined})
 
 
 class UserEmailTaken(AppError):
     reason = "USER_EMAIL_TAKEN"
     code = Code.ALREADY_EXISTS
+    metadata_keys = ("email",)
 
     def __init__(self, email: str) -> None:
         super().__init__(f"a user with email {email!r} already exists", metadata={"email": email})
@@ -28,6 +36,7 @@ class CannotDeactivateSelf(AppError):
 
     reason = "CANNOT_DEACTIVATE_SELF"
     code = Code.FAILED_PRECONDITION
+    metadata_keys = ("user_id",)
 
     def __init__(self, user_id: str) -> None:
         super().__init__("a user cannot deactivate themselves", metadata={"user_id": user_id})
