@@ -12,6 +12,10 @@ import psycopg.errors
 
 _KEY_DETAIL = re.compile(r"^Key \((?P<columns>[^)]*)\)=")
 
+# A unique key as a repository declares it: the index name (a plain table), or the key columns (a
+# partitioned table, whose violations name the partition's index).
+UniqueKey = str | tuple[str, ...]
+
 
 def unique_violation_columns(exc: psycopg.errors.UniqueViolation) -> tuple[str, ...]:
     """The key columns named in the error detail, e.g. ("project_id", "email_key")."""
@@ -19,6 +23,13 @@ def unique_violation_columns(exc: psycopg.errors.UniqueViolation) -> tuple[str, 
     if match is None:
         return ()
     return tuple(column.strip() for column in match.group("columns").split(","))
+
+
+def violates(exc: psycopg.errors.UniqueViolation, key: UniqueKey) -> bool:
+    """True if the violation is of `key` (an index name, or a tuple of key columns)."""
+    if isinstance(key, str):
+        return exc.diag.constraint_name == key
+    return unique_violation_columns(exc) == key
 
 
 def is_missing_partition(exc: psycopg.errors.CheckViolation) -> bool:

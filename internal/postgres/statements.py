@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterable, Mapping
+from enum import Enum
+from typing import TYPE_CHECKING
 
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def rendered(statement: sql.Composable) -> sql.SQL:
@@ -30,3 +36,27 @@ def set_clause(changes: Mapping[str, object]) -> sql.Composed:
     """`"a" = %(a)s, ..., updated_at = now()` for a masked update; the values bind by column name."""
     assignments = [sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in changes]
     return sql.SQL(", ").join([*assignments, sql.SQL("updated_at = now()")])
+
+
+def columns_of(row: type[DataclassInstance]) -> tuple[str, ...]:
+    """The columns a row dataclass is built from (class_row matches them by name), in field order."""
+    return tuple(field.name for field in dataclasses.fields(row))
+
+
+def _bindable(value: object) -> object:
+    """A domain value as psycopg binds it: an enum as its DB string, a tuple as an array."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def bound_values(record: DataclassInstance) -> dict[str, object]:
+    """Every field of a New* dataclass, by column name, ready to bind."""
+    return {field.name: _bindable(getattr(record, field.name)) for field in dataclasses.fields(record)}
+
+
+def changed_values(changes: DataclassInstance) -> dict[str, object]:
+    """The fields of a *Changes dataclass that an update mask named (None means unchanged)."""
+    return {name: value for name, value in bound_values(changes).items() if value is not None}

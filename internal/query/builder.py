@@ -10,7 +10,7 @@ domain's QuerySpec (never from the request), values are always bound parameters.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -29,22 +29,41 @@ MAX_PAGE_SIZE = 100
 CATALOG_LIMIT = 100
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class FilterSpec:
     """A filter key: the column it matches, and for enum-like columns the closed value set.
 
+    `values` takes any iterable of strings, in the order the catalog lists them; for an enum column
+    pass the domain's EnumMapping (or its StrEnum), so the allowed values come from the one enum table.
     A computed key (a state that depends on several columns or on the clock) gives `predicates`:
-    one trusted SQL condition per value, OR-ed for the values asked; `column` is then unused.
+    one trusted SQL condition per value, OR-ed for the values asked; its keys are then the allowed
+    values and `column` is unused.
     """
 
     column: str
-    values: tuple[str, ...] | None = None
-    case_insensitive: bool = True
-    predicates: Mapping[str, str] | None = None
+    values: tuple[str, ...] | None
+    case_insensitive: bool
+    predicates: Mapping[str, str] | None
 
-    def __post_init__(self) -> None:
-        if self.predicates is not None and set(self.predicates) != set(self.values or ()):
-            raise ValueError(f"filter {self.column!r}: predicates must cover exactly the allowed values")
+    def __init__(
+        self,
+        column: str,
+        values: Iterable[str] | None = None,
+        case_insensitive: bool = True,
+        predicates: Mapping[str, str] | None = None,
+    ) -> None:
+        if isinstance(values, str):
+            raise TypeError(f"filter {column!r}: values must be a collection of strings, not one string")
+        if values is None and predicates is not None:
+            values = predicates
+        # str() turns a StrEnum member into its plain value.
+        allowed = tuple(str(value) for value in values) if values is not None else None
+        if predicates is not None and set(predicates) != set(allowed or ()):
+            raise ValueError(f"filter {column!r}: predicates must cover exactly the allowed values")
+        object.__setattr__(self, "column", column)
+        object.__setattr__(self, "values", allowed)
+        object.__setattr__(self, "case_insensitive", case_insensitive)
+        object.__setattr__(self, "predicates", predicates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +121,11 @@ def escape_like(keyword: str) -> str:
 def params_from_proto(
     request: common_pb2.QueryRequest | None, spec: QuerySpec, *, field_prefix: str = "query"
 ) -> QueryParams:
-    """Check a QueryRequest against the spec's allow-lists; unknown keys are INVALID_ARGUMENT."""
+    """Check a QueryRequest against the spec's allow-lists; unknown keys are INVALID_ARGUMENT.
+
+    Services pass their request's `query` field as it is: an unset field reads as the empty
+    QueryRequest, which means exactly the defaults (as None does).
+    """
     if request is None:
         return QueryParams()
     violations: list[FieldViolation] = []

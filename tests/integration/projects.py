@@ -39,8 +39,14 @@ class AsAuthorized:
         return call
 
 
+_employee_service: list[tuple[Container, EmployeeService]] = []
+
+
 def employees(container: Container) -> AsAuthorized:
-    return AsAuthorized(container, EmployeeService(container.db, EmployeeRepo()))
+    """One service (one repository, so one catalog cache) per container, as the server has."""
+    if not _employee_service or _employee_service[0][0] is not container:
+        _employee_service[:] = [(container, EmployeeService(container.db, EmployeeRepo()))]
+    return AsAuthorized(container, _employee_service[0][1])
 
 
 async def create_project(

@@ -92,11 +92,3 @@ class ApiKeyChanges:
     name: str | None = None
     scopes: tuple[str, ...] | None = None
     expires_at: datetime | None = None
-
-    def as_columns(self) -> dict[str, object]:
-        values: dict[str, object] = {
-            "name": self.name,
-            "scopes": list(self.scopes) if self.scopes is not None else None,
-            "expires_at": self.expires_at,
-        }
-        return {k: v for k, v in values.items() if v is not None}

@@ -14,19 +14,14 @@ from psycopg import AsyncConnection
 from altalune.v1 import api_key_pb2
 from internal.auth.credentials import ApiKeyHasher, mint_api_key
 from internal.auth.principal import Caller, PrincipalKind
-from internal.domain.api_key.errors import (
-    ApiKeyNameTaken,
-    ApiKeyNotFound,
-    ApiKeyOutlivesCaller,
-    ApiKeyScopeExceedsCaller,
-)
+from internal.domain.api_key.errors import ApiKeyNotFound, ApiKeyOutlivesCaller, ApiKeyScopeExceedsCaller
 from internal.domain.api_key.model import ApiKeyChanges, ApiKeyRow, NewApiKey
-from internal.domain.api_key.repo import QUERY_SPEC, ApiKeyRepo, NameTaken
+from internal.domain.api_key.repo import QUERY_SPEC, ApiKeyRepo
 from internal.errors import FieldViolation, InvalidArgument
 from internal.ids import new_public_id
 from internal.postgres.database import Database
 from internal.query import params_from_proto
-from internal.tenancy import ProjectNotFound, ProjectRef
+from internal.tenancy import ProjectRef
 
 SCOPE_RULE = "scopes.project_permission"
 
@@ -80,15 +75,10 @@ class ApiKeyService:
             expires_at=request.expires_at.ToDatetime(tzinfo=UTC),
         )
         self._check_expiry(project, new.expires_at, caller)
-        try:
-            async with self._db.connection() as conn:
-                await self._check_scopes(conn, project.public_id, scopes, caller)
-                row = await self._repo.insert(conn, project.id, new)
-        except NameTaken:
-            raise ApiKeyNameTaken(project.public_id, request.name) from None
-        if row is None:
-            # The project was deleted after authorization found it.
-            raise ProjectNotFound(project.public_id)
+        # ApiKeyNameTaken, or ProjectNotFound if the project was deleted after authorization found it.
+        async with self._db.connection() as conn:
+            await self._check_scopes(conn, project.public_id, scopes, caller)
+            row = await self._repo.insert(conn, project, new)
         return api_key_pb2.CreateApiKeyResponse(api_key=row.to_entity(project.public_id).to_proto(), secret=token.token)
 
     async def get_api_key(
@@ -109,13 +99,10 @@ class ApiKeyService:
         )
         if changes.expires_at is not None:
             self._check_expiry(project, changes.expires_at, caller)
-        try:
-            async with self._db.connection() as conn:
-                if changes.scopes is not None:
-                    await self._check_scopes(conn, project.public_id, changes.scopes, caller)
-                row = await self._repo.update(conn, project.id, request.id, changes)
-        except NameTaken:
-            raise ApiKeyNameTaken(project.public_id, request.name) from None
+        async with self._db.connection() as conn:
+            if changes.scopes is not None:
+                await self._check_scopes(conn, project.public_id, changes.scopes, caller)
+            row = await self._repo.update(conn, project, request.id, changes)
         return api_key_pb2.UpdateApiKeyResponse(api_key=self._found(project.public_id, request.id, row))
 
     async def delete_api_key(
@@ -130,7 +117,7 @@ class ApiKeyService:
     async def query_api_keys(
         self, project: ProjectRef, request: api_key_pb2.QueryApiKeysRequest
     ) -> api_key_pb2.QueryApiKeysResponse:
-        params = params_from_proto(request.query if request.HasField("query") else None, QUERY_SPEC)
+        params = params_from_proto(request.query, QUERY_SPEC)
         async with self._db.connection() as conn:
             result = await self._repo.query(conn, project.id, params)
         return api_key_pb2.QueryApiKeysResponse(

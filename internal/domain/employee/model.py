@@ -46,7 +46,7 @@ class Employee:
             email=self.email,
             role=self.role,
             department=self.department,
-            status=STATUSES.to_proto(self.status),  # type: ignore[arg-type]
+            status=STATUSES.to_proto(self.status),
             created_at=to_timestamp(self.created_at),
             updated_at=to_timestamp(self.updated_at),
         )
@@ -100,13 +100,3 @@ class EmployeeChanges:
     role: str | None = None
     department: str | None = None
     status: EmployeeStatus | None = None
-
-    def as_columns(self) -> dict[str, str]:
-        values = {
-            "name": self.name,
-            "email": self.email,
-            "role": self.role,
-            "department": self.department,
-            "status": self.status.value if self.status is not None else None,
-        }
-        return {k: v for k, v in values.items() if v is not None}

@@ -5,36 +5,29 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg.errors
-from psycopg import AsyncConnection, sql
-from psycopg.rows import class_row
+from psycopg import AsyncConnection
 
-from internal.domain.employee.model import EmployeeChanges, EmployeeRow, NewEmployee
-from internal.postgres.errors import is_missing_partition, unique_violation_columns
-from internal.postgres.statements import column_list, rendered, set_clause
+from internal.domain.employee.errors import EmployeeEmailTaken
+from internal.domain.employee.model import STATUSES, EmployeeChanges, EmployeeRow, NewEmployee
+from internal.postgres.rows import Rows
+from internal.postgres.statements import bound_values
 from internal.query import CatalogCache, FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
-from internal.tenancy import LIVE_PROJECT
+from internal.tenancy import LIVE_PROJECT, ProjectRef
 
-COLUMNS = (
-    "id",
-    "project_id",
-    "public_id",
-    "name",
-    "email",
-    "role",
-    "department",
-    "status",
-    "created_at",
-    "updated_at",
+# A clash on a unique key is the caller's mistake: the key, and the domain error it means.
+EMPLOYEES = Rows(
+    EmployeeRow,
+    unique={
+        ("project_id", "email_key"): lambda clash: EmployeeEmailTaken(clash.project_public_id, clash.values["email"]),
+    },
 )
-_SELECT = column_list(COLUMNS)
 
 QUERY_SPEC = QuerySpec(
     table="employees",
-    columns=COLUMNS,
+    columns=EMPLOYEES.columns,
     keyword_columns=("name", "email", "role", "department"),
     filters={
-        "status": FilterSpec("status", values=("active", "inactive")),
+        "status": FilterSpec("status", values=STATUSES),
         "role": FilterSpec("role"),
         "department": FilterSpec("department"),
     },
@@ -51,23 +44,19 @@ QUERY_SPEC = QuerySpec(
     scope_column="project_id",
 )
 
-EMAIL_KEY = ("project_id", "email_key")
+_KEY = "project_id = %(project_id)s AND public_id = %(public_id)s"
+_WHERE_KEY = _KEY + " AND " + LIVE_PROJECT
 
-# Composed once at import: the hot path only binds values.
-_INSERT = rendered(
-    sql.SQL(
-        "INSERT INTO employees (project_id, public_id, name, email, role, department, status) "
-        "SELECT %(project_id)s, %(public_id)s, %(name)s, %(email)s, %(role)s, %(department)s, %(status)s "
-        "WHERE " + LIVE_PROJECT + " RETURNING {}"
-    ).format(_SELECT)
+# Composed once at import: the hot path only binds values. _UPDATE is a template: a masked update
+# fills in the changed columns per call.
+_INSERT = EMPLOYEES.statement(
+    "INSERT INTO employees (project_id, public_id, name, email, role, department, status) "
+    "SELECT %(project_id)s, %(public_id)s, %(name)s, %(email)s, %(role)s, %(department)s, %(status)s "
+    "WHERE " + LIVE_PROJECT + " RETURNING {columns}"
 )
-_GET = rendered(
-    sql.SQL("SELECT {} FROM employees WHERE project_id = %(project_id)s AND public_id = %(public_id)s").format(_SELECT)
-)
-
-
-class EmailTaken(Exception):
-    """Raised by the repo; the service turns it into its domain error (it knows the public ids)."""
+_GET = EMPLOYEES.statement("SELECT {columns} FROM employees WHERE " + _KEY)
+_UPDATE = "UPDATE employees SET {changes} WHERE " + _WHERE_KEY + " RETURNING {columns}"
+_DELETE = "DELETE FROM employees WHERE " + _WHERE_KEY + " RETURNING id"
 
 
 class EmployeeRepo:
@@ -75,74 +64,28 @@ class EmployeeRepo:
         # Each write forgets its project's catalogs, so a caller's next page lists what it just wrote.
         self._catalogs = CatalogCache()
 
-    async def insert(self, conn: AsyncConnection[Any], project_id: int, new: NewEmployee) -> EmployeeRow | None:
-        """None if the project is gone (no live row, or its block partition was already removed)."""
-        cur = conn.cursor(row_factory=class_row(EmployeeRow))
-        try:
-            await cur.execute(
-                _INSERT,
-                {
-                    "project_id": project_id,
-                    "public_id": new.public_id,
-                    "name": new.name,
-                    "email": new.email,
-                    "role": new.role,
-                    "department": new.department,
-                    "status": new.status.value,
-                },
-            )
-        except psycopg.errors.UniqueViolation as exc:
-            if unique_violation_columns(exc) == EMAIL_KEY:
-                raise EmailTaken() from None
-            raise
-        except psycopg.errors.CheckViolation as exc:
-            if is_missing_partition(exc):
-                return None
-            raise
-        self._catalogs.forget(project_id)
-        return await cur.fetchone()
+    async def insert(self, conn: AsyncConnection[Any], project: ProjectRef, new: NewEmployee) -> EmployeeRow:
+        """EmployeeEmailTaken, or ProjectNotFound if the project is gone since authorization found it."""
+        row = await EMPLOYEES.insert(conn, _INSERT, {"project_id": project.id, **bound_values(new)}, project=project)
+        self._catalogs.forget(project.id)
+        return row
 
     async def get(self, conn: AsyncConnection[Any], project_id: int, public_id: str) -> EmployeeRow | None:
-        cur = conn.cursor(row_factory=class_row(EmployeeRow))
-        await cur.execute(
-            _GET,
-            {"project_id": project_id, "public_id": public_id},
-        )
-        return await cur.fetchone()
+        return await EMPLOYEES.one(conn, _GET, {"project_id": project_id, "public_id": public_id})
 
     async def update(
-        self, conn: AsyncConnection[Any], project_id: int, public_id: str, changes: EmployeeChanges
+        self, conn: AsyncConnection[Any], project: ProjectRef, public_id: str, changes: EmployeeChanges
     ) -> EmployeeRow | None:
-        columns = changes.as_columns()
-        cur = conn.cursor(row_factory=class_row(EmployeeRow))
-        try:
-            await cur.execute(
-                sql.SQL(
-                    "UPDATE employees SET {} "
-                    "WHERE project_id = %(project_id)s AND public_id = %(public_id)s AND "
-                    + LIVE_PROJECT
-                    + " RETURNING {}"
-                ).format(set_clause(columns), _SELECT),
-                {**columns, "project_id": project_id, "public_id": public_id},
-            )
-        except psycopg.errors.UniqueViolation as exc:
-            if unique_violation_columns(exc) == EMAIL_KEY:
-                raise EmailTaken() from None
-            raise
-        self._catalogs.forget(project_id)
-        return await cur.fetchone()
+        row = await EMPLOYEES.update(
+            conn, _UPDATE, changes, {"project_id": project.id, "public_id": public_id}, project=project
+        )
+        self._catalogs.forget(project.id)
+        return row
 
     async def delete(self, conn: AsyncConnection[Any], project_id: int, public_id: str) -> bool:
-        cur = await conn.execute(
-            "DELETE FROM employees WHERE project_id = %(project_id)s AND public_id = %(public_id)s AND "
-            + LIVE_PROJECT
-            + " RETURNING id",
-            {"project_id": project_id, "public_id": public_id},
-        )
+        cur = await conn.execute(_DELETE, {"project_id": project_id, "public_id": public_id})
         self._catalogs.forget(project_id)
         return await cur.fetchone() is not None
 
     async def query(self, conn: AsyncConnection[Any], project_id: int, params: QueryParams) -> QueryResult[EmployeeRow]:
-        return await run_query(
-            conn, QUERY_SPEC, params, class_row(EmployeeRow), scope=project_id, catalogs=self._catalogs
-        )
+        return await run_query(conn, QUERY_SPEC, params, EMPLOYEES.factory, scope=project_id, catalogs=self._catalogs)

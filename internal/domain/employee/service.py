@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from altalune.v1 import employee_pb2
-from internal.domain.employee.errors import EmployeeEmailTaken, EmployeeNotFound
+from internal.domain.employee.errors import EmployeeNotFound
 from internal.domain.employee.model import STATUSES, EmployeeChanges, NewEmployee
-from internal.domain.employee.repo import QUERY_SPEC, EmailTaken, EmployeeRepo
+from internal.domain.employee.repo import QUERY_SPEC, EmployeeRepo
 from internal.ids import new_public_id
 from internal.postgres.database import Database
 from internal.query import params_from_proto
-from internal.tenancy import ProjectNotFound, ProjectRef
+from internal.tenancy import ProjectRef
 
 
 class EmployeeService:
@@ -30,14 +30,9 @@ class EmployeeService:
             department=request.department,
             status=STATUSES.from_proto(request.status),
         )
-        try:
-            async with self._db.connection() as conn:
-                row = await self._repo.insert(conn, project.id, new)
-        except EmailTaken:
-            raise EmployeeEmailTaken(project.public_id, request.email) from None
-        if row is None:
-            # The project was deleted after authorization found it.
-            raise ProjectNotFound(project.public_id)
+        # EmployeeEmailTaken, or ProjectNotFound if the project was deleted after authorization found it.
+        async with self._db.connection() as conn:
+            row = await self._repo.insert(conn, project, new)
         return employee_pb2.CreateEmployeeResponse(employee=row.to_entity(project.public_id).to_proto())
 
     async def get_employee(
@@ -60,11 +55,8 @@ class EmployeeService:
             department=request.department if "department" in paths else None,
             status=STATUSES.from_proto(request.status) if "status" in paths else None,
         )
-        try:
-            async with self._db.connection() as conn:
-                row = await self._repo.update(conn, project.id, request.id, changes)
-        except EmailTaken:
-            raise EmployeeEmailTaken(project.public_id, request.email) from None
+        async with self._db.connection() as conn:
+            row = await self._repo.update(conn, project, request.id, changes)
         if row is None:
             raise EmployeeNotFound(project.public_id, request.id)
         return employee_pb2.UpdateEmployeeResponse(employee=row.to_entity(project.public_id).to_proto())
@@ -81,7 +73,7 @@ class EmployeeService:
     async def query_employees(
         self, project: ProjectRef, request: employee_pb2.QueryEmployeesRequest
     ) -> employee_pb2.QueryEmployeesResponse:
-        params = params_from_proto(request.query if request.HasField("query") else None, QUERY_SPEC)
+        params = params_from_proto(request.query, QUERY_SPEC)
         async with self._db.connection() as conn:
             result = await self._repo.query(conn, project.id, params)
         return employee_pb2.QueryEmployeesResponse(

@@ -53,7 +53,7 @@ class ProjectMember:
             email=self.email,
             first_name=self.first_name,
             last_name=self.last_name,
-            role=PROJECT_ROLES.to_proto(self.role),  # type: ignore[arg-type]
+            role=PROJECT_ROLES.to_proto(self.role),
             created_at=to_timestamp(self.created_at),
             updated_at=to_timestamp(self.updated_at),
         )
@@ -97,7 +97,7 @@ class UserProject:
         return iam_pb2.UserProject(
             project_id=self.project_id,
             project_name=self.project_name,
-            role=PROJECT_ROLES.to_proto(self.role),  # type: ignore[arg-type]
+            role=PROJECT_ROLES.to_proto(self.role),
         )
 
 

@@ -10,14 +10,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from psycopg import AsyncConnection, sql
-from psycopg.rows import class_row
 
 from internal.domain.iam.model import MemberRow, NewMember, PermissionRow, RoleRow, UserProjectRow
+from internal.postgres.rows import Rows
 from internal.postgres.statements import rendered
 from internal.tenancy import LIVE_PROJECT, live_project
 
-ROLE_COLUMNS = ("id", "public_id", "name", "description", "builtin", "created_at", "updated_at")
-PERMISSION_COLUMNS = ("id", "public_id", "name", "description", "scope", "created_at")
+ROLES = Rows(RoleRow)
+PERMISSIONS = Rows(PermissionRow)
+MEMBERS = Rows(MemberRow)
+USER_PROJECTS = Rows(UserProjectRow)
 # The member row joined to its user, in MemberRow's field order; `m` may be a table or a CTE.
 _MEMBER = (
     "m.user_id, u.public_id AS user_public_id, u.email, u.first_name, u.last_name, m.role, m.created_at, m.updated_at"
@@ -37,13 +39,13 @@ _PUBLIC_IDS = {
 _USER_ROLES = rendered(
     sql.SQL(
         "SELECT {} FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = %s ORDER BY r.name"
-    ).format(sql.SQL(", ").join(sql.Identifier("r", c) for c in ROLE_COLUMNS))
+    ).format(sql.SQL(", ").join(sql.Identifier("r", c) for c in ROLES.columns))
 )
 _ROLE_PERMISSIONS = rendered(
     sql.SQL(
         "SELECT {} FROM role_permissions rp JOIN permissions p ON p.id = rp.permission_id "
         "WHERE rp.role_id = %s ORDER BY p.name"
-    ).format(sql.SQL(", ").join(sql.Identifier("p", c) for c in PERMISSION_COLUMNS))
+    ).format(sql.SQL(", ").join(sql.Identifier("p", c) for c in PERMISSIONS.columns))
 )
 
 # SHARE blocks DeleteProject (an UPDATE of the row) until this transaction ends, so the project
@@ -114,9 +116,7 @@ class IamRepo:
         return await self._ids(conn, "permissions", public_ids, lock=lock)
 
     async def user_roles(self, conn: AsyncConnection[Any], user_id: int) -> list[RoleRow]:
-        cur = conn.cursor(row_factory=class_row(RoleRow))
-        await cur.execute(_USER_ROLES, (user_id,))
-        return await cur.fetchall()
+        return await ROLES.all(conn, _USER_ROLES, (user_id,))
 
     async def add_user_roles(self, conn: AsyncConnection[Any], user_id: int, role_ids: Sequence[int]) -> None:
         """Idempotent: a role the user already holds is left as it is."""
@@ -131,9 +131,7 @@ class IamRepo:
         )
 
     async def role_permissions(self, conn: AsyncConnection[Any], role_id: int) -> list[PermissionRow]:
-        cur = conn.cursor(row_factory=class_row(PermissionRow))
-        await cur.execute(_ROLE_PERMISSIONS, (role_id,))
-        return await cur.fetchall()
+        return await PERMISSIONS.all(conn, _ROLE_PERMISSIONS, (role_id,))
 
     async def add_role_permissions(
         self, conn: AsyncConnection[Any], role_id: int, permission_ids: Sequence[int]
@@ -172,21 +170,19 @@ class IamRepo:
         self, conn: AsyncConnection[Any], project_id: int, user_public_ids: Sequence[str]
     ) -> list[MemberRow]:
         """Those of the users who are members, their rows locked for a change."""
-        cur = conn.cursor(row_factory=class_row(MemberRow))
-        await cur.execute(_MEMBERS_BY_PUBLIC_ID, {"project_id": project_id, "user_ids": list(user_public_ids)})
-        return await cur.fetchall()
+        return await MEMBERS.all(
+            conn, _MEMBERS_BY_PUBLIC_ID, {"project_id": project_id, "user_ids": list(user_public_ids)}
+        )
 
     async def list_members(self, conn: AsyncConnection[Any], project_id: int) -> list[MemberRow]:
-        cur = conn.cursor(row_factory=class_row(MemberRow))
-        await cur.execute(_LIST_MEMBERS, {"project_id": project_id})
-        return await cur.fetchall()
+        return await MEMBERS.all(conn, _LIST_MEMBERS, {"project_id": project_id})
 
     async def add_members(
         self, conn: AsyncConnection[Any], project_id: int, members: Sequence[NewMember]
     ) -> list[MemberRow]:
         """The rows actually added: a user who is already a member is skipped (the caller compares)."""
-        cur = conn.cursor(row_factory=class_row(MemberRow))
-        await cur.execute(
+        return await MEMBERS.all(
+            conn,
             _ADD_MEMBERS,
             {
                 "project_id": project_id,
@@ -194,14 +190,13 @@ class IamRepo:
                 "roles": [m.role.value for m in members],
             },
         )
-        return await cur.fetchall()
 
     async def update_member_role(
         self, conn: AsyncConnection[Any], project_id: int, user_id: int, role: str
     ) -> MemberRow | None:
-        cur = conn.cursor(row_factory=class_row(MemberRow))
-        await cur.execute(_UPDATE_MEMBER_ROLE, {"project_id": project_id, "user_id": user_id, "role": role})
-        return await cur.fetchone()
+        return await MEMBERS.one(
+            conn, _UPDATE_MEMBER_ROLE, {"project_id": project_id, "user_id": user_id, "role": role}
+        )
 
     async def remove_members(self, conn: AsyncConnection[Any], project_id: int, user_ids: Sequence[int]) -> int:
         cur = await conn.execute(_REMOVE_MEMBERS, {"project_id": project_id, "user_ids": list(user_ids)})
@@ -209,6 +204,4 @@ class IamRepo:
 
     async def user_projects(self, conn: AsyncConnection[Any], user_id: int) -> list[UserProjectRow]:
         """The user's memberships in live projects; a deleted project is not there for any purpose."""
-        cur = conn.cursor(row_factory=class_row(UserProjectRow))
-        await cur.execute(_USER_PROJECTS, (user_id,))
-        return await cur.fetchall()
+        return await USER_PROJECTS.all(conn, _USER_PROJECTS, (user_id,))

@@ -39,7 +39,7 @@ class Permission:
             id=self.id,
             name=self.name,
             description=self.description,
-            scope=SCOPES.to_proto(self.scope),  # type: ignore[arg-type]
+            scope=SCOPES.to_proto(self.scope),
             created_at=to_timestamp(self.created_at),
         )
 

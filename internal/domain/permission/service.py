@@ -26,7 +26,7 @@ class PermissionService:
     async def query_permissions(
         self, request: permission_pb2.QueryPermissionsRequest
     ) -> permission_pb2.QueryPermissionsResponse:
-        params = params_from_proto(request.query if request.HasField("query") else None, QUERY_SPEC)
+        params = params_from_proto(request.query, QUERY_SPEC)
         async with self._db.connection() as conn:
             result = await self._repo.query(conn, params)
         return permission_pb2.QueryPermissionsResponse(

@@ -50,7 +50,7 @@ class Project:
             name=self.name,
             description=self.description,
             timezone=self.timezone,
-            environment=ENVIRONMENTS.to_proto(self.environment),  # type: ignore[arg-type]
+            environment=ENVIRONMENTS.to_proto(self.environment),
             created_at=to_timestamp(self.created_at),
             updated_at=to_timestamp(self.updated_at),
         )
@@ -97,10 +97,3 @@ class ProjectChanges:
     name: str | None = None
     description: str | None = None
     timezone: str | None = None
-
-    def as_columns(self) -> dict[str, str]:
-        return {
-            k: v
-            for k, v in (("name", self.name), ("description", self.description), ("timezone", self.timezone))
-            if v is not None
-        }

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg.errors
 from psycopg import AsyncConnection, sql
-from psycopg.rows import class_row
 
 from internal.domain.project.errors import ProjectNameTaken
-from internal.domain.project.model import NewProject, ProjectChanges, ProjectRow
+from internal.domain.project.model import ENVIRONMENTS, NewProject, ProjectChanges, ProjectRow
 from internal.postgres.partitions import CREATE_FENCE_KEY
-from internal.postgres.statements import column_list, rendered, set_clause
+from internal.postgres.rows import Rows
+from internal.postgres.statements import bound_values
 from internal.query import CatalogCache, FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 
-COLUMNS = ("id", "public_id", "name", "description", "timezone", "environment", "created_at", "updated_at")
-_SELECT = column_list(COLUMNS)
+PROJECTS = Rows(
+    ProjectRow,
+    unique={"projects_live_name_key": lambda clash: ProjectNameTaken(clash.values.get("name", ""))},
+)
 
 QUERY_SPEC = QuerySpec(
     table="projects",
-    columns=COLUMNS,
+    columns=PROJECTS.columns,
     keyword_columns=("name", "description"),
     filters={
-        "environment": FilterSpec("environment", values=("live", "sandbox")),
+        "environment": FilterSpec("environment", values=ENVIRONMENTS),
         "timezone": FilterSpec("timezone"),
     },
     sorts={
@@ -36,18 +37,17 @@ QUERY_SPEC = QuerySpec(
     extra_where="deleted_at IS NULL",
 )
 
-NAME_CONSTRAINT = "projects_live_name_key"
-
 # Composed once at import: the hot path only binds values. The INSERT takes the block-creation fence
 # shared before the identity default draws the id (see partitions.CREATE_FENCE_KEY): a subquery
 # calling a volatile function is evaluated first and never flattened into the outer query.
-_INSERT = rendered(
-    sql.SQL(
-        "INSERT INTO projects (public_id, name, description, timezone, environment) "
-        "SELECT %s, %s, %s, %s, %s FROM (SELECT pg_advisory_xact_lock_shared({fence})) AS fence RETURNING {columns}"
-    ).format(fence=sql.Literal(CREATE_FENCE_KEY), columns=_SELECT)
+_INSERT = PROJECTS.statement(
+    "INSERT INTO projects (public_id, name, description, timezone, environment) "
+    "SELECT %(public_id)s, %(name)s, %(description)s, %(timezone)s, %(environment)s "
+    "FROM (SELECT pg_advisory_xact_lock_shared({fence})) AS fence RETURNING {columns}",
+    fence=sql.Literal(CREATE_FENCE_KEY),
 )
-_GET = rendered(sql.SQL("SELECT {} FROM projects WHERE public_id = %s AND deleted_at IS NULL").format(_SELECT))
+_GET = PROJECTS.statement("SELECT {columns} FROM projects WHERE public_id = %s AND deleted_at IS NULL")
+_UPDATE = "UPDATE projects SET {changes} WHERE public_id = %(public_id)s AND deleted_at IS NULL RETURNING {columns}"
 
 
 class ProjectRepo:
@@ -57,18 +57,7 @@ class ProjectRepo:
 
     async def insert(self, conn: AsyncConnection[Any], new: NewProject) -> ProjectRow:
         """Insert the project row (no DDL: its block partitions are made ahead of need)."""
-        try:
-            cur = conn.cursor(row_factory=class_row(ProjectRow))
-            await cur.execute(
-                _INSERT,
-                (new.public_id, new.name, new.description, new.timezone, new.environment.value),
-            )
-            row = await cur.fetchone()
-        except psycopg.errors.UniqueViolation as exc:
-            if exc.diag.constraint_name == NAME_CONSTRAINT:
-                raise ProjectNameTaken(new.name) from None
-            raise
-        assert row is not None
+        row = await PROJECTS.insert(conn, _INSERT, bound_values(new))
         self._catalogs.forget(None)
         return row
 
@@ -78,29 +67,12 @@ class ProjectRepo:
         )
 
     async def get(self, conn: AsyncConnection[Any], public_id: str) -> ProjectRow | None:
-        cur = conn.cursor(row_factory=class_row(ProjectRow))
-        await cur.execute(
-            _GET,
-            (public_id,),
-        )
-        return await cur.fetchone()
+        return await PROJECTS.one(conn, _GET, (public_id,))
 
     async def update(self, conn: AsyncConnection[Any], public_id: str, changes: ProjectChanges) -> ProjectRow | None:
-        columns = changes.as_columns()
-        cur = conn.cursor(row_factory=class_row(ProjectRow))
-        try:
-            await cur.execute(
-                sql.SQL(
-                    "UPDATE projects SET {} WHERE public_id = %(public_id)s AND deleted_at IS NULL RETURNING {}"
-                ).format(set_clause(columns), _SELECT),
-                {**columns, "public_id": public_id},
-            )
-        except psycopg.errors.UniqueViolation as exc:
-            if exc.diag.constraint_name == NAME_CONSTRAINT:
-                raise ProjectNameTaken(columns.get("name", "")) from None
-            raise
+        row = await PROJECTS.update(conn, _UPDATE, changes, {"public_id": public_id})
         self._catalogs.forget(None)
-        return await cur.fetchone()
+        return row
 
     async def mark_deleted(self, conn: AsyncConnection[Any], public_id: str) -> int | None:
         """Hide the project at once; its rows are purged later by the background upkeep."""
@@ -113,7 +85,7 @@ class ProjectRepo:
         return int(row[0]) if row else None
 
     async def query(self, conn: AsyncConnection[Any], params: QueryParams) -> QueryResult[ProjectRow]:
-        return await run_query(conn, QUERY_SPEC, params, class_row(ProjectRow), catalogs=self._catalogs)
+        return await run_query(conn, QUERY_SPEC, params, PROJECTS.factory, catalogs=self._catalogs)
 
     async def deleted_ids(self, conn: AsyncConnection[Any], limit: int = 100) -> list[int]:
         cur = await conn.execute(

@@ -110,7 +110,7 @@ class ProjectService:
         return project_pb2.DeleteProjectResponse()
 
     async def query_projects(self, request: project_pb2.QueryProjectsRequest) -> project_pb2.QueryProjectsResponse:
-        params = params_from_proto(request.query if request.HasField("query") else None, QUERY_SPEC)
+        params = params_from_proto(request.query, QUERY_SPEC)
         async with self._db.connection() as conn:
             result = await self._repo.query(conn, params)
         return project_pb2.QueryProjectsResponse(

@@ -67,6 +67,3 @@ class RoleChanges:
 
     name: str | None = None
     description: str | None = None
-
-    def as_columns(self) -> dict[str, str]:
-        return {k: v for k, v in (("name", self.name), ("description", self.description)) if v is not None}

@@ -7,9 +7,9 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from altalune.v1 import role_pb2
-from internal.domain.role.errors import RoleBuiltin, RoleInUse, RoleNameTaken, RoleNotFound
+from internal.domain.role.errors import RoleBuiltin, RoleNotFound
 from internal.domain.role.model import NewRole, RoleChanges
-from internal.domain.role.repo import QUERY_SPEC, InUse, NameTaken, RoleRepo
+from internal.domain.role.repo import QUERY_SPEC, RoleRepo
 from internal.errors import AppError
 from internal.ids import new_public_id
 from internal.postgres.database import Database
@@ -23,11 +23,8 @@ class RoleService:
 
     async def create_role(self, request: role_pb2.CreateRoleRequest) -> role_pb2.CreateRoleResponse:
         new = NewRole(public_id=new_public_id(), name=request.name, description=request.description)
-        try:
-            async with self._db.connection() as conn:
-                row = await self._repo.insert(conn, new)
-        except NameTaken:
-            raise RoleNameTaken(request.name) from None
+        async with self._db.connection() as conn:
+            row = await self._repo.insert(conn, new)
         return role_pb2.CreateRoleResponse(role=row.to_entity().to_proto())
 
     async def get_role(self, request: role_pb2.GetRoleRequest) -> role_pb2.GetRoleResponse:
@@ -44,27 +41,21 @@ class RoleService:
             name=request.name if "name" in paths else None,
             description=request.description if "description" in paths else None,
         )
-        try:
-            async with self._db.connection() as conn:
-                row = await self._repo.update(conn, request.id, changes)
-                if row is None:
-                    raise await self._refusal(conn, request.id)
-        except NameTaken:
-            raise RoleNameTaken(request.name) from None
+        async with self._db.connection() as conn:
+            row = await self._repo.update(conn, request.id, changes)
+            if row is None:
+                raise await self._refusal(conn, request.id)
         return role_pb2.UpdateRoleResponse(role=row.to_entity().to_proto())
 
     async def delete_role(self, request: role_pb2.DeleteRoleRequest) -> role_pb2.DeleteRoleResponse:
         """Refused while a user holds the role; its grants are deleted with it."""
-        try:
-            async with self._db.connection() as conn:
-                if not await self._repo.delete(conn, request.id):
-                    raise await self._refusal(conn, request.id)
-        except InUse:
-            raise RoleInUse(request.id) from None
+        async with self._db.connection() as conn:
+            if not await self._repo.delete(conn, request.id):
+                raise await self._refusal(conn, request.id)
         return role_pb2.DeleteRoleResponse()
 
     async def query_roles(self, request: role_pb2.QueryRolesRequest) -> role_pb2.QueryRolesResponse:
-        params = params_from_proto(request.query if request.HasField("query") else None, QUERY_SPEC)
+        params = params_from_proto(request.query, QUERY_SPEC)
         async with self._db.connection() as conn:
             result = await self._repo.query(conn, params)
         return role_pb2.QueryRolesResponse(data=[row.to_entity().to_proto() for row in result.rows], meta=result.meta())

@@ -73,10 +73,3 @@ class UserChanges:
     email: str | None = None
     first_name: str | None = None
     last_name: str | None = None
-
-    def as_columns(self) -> dict[str, str]:
-        return {
-            k: v
-            for k, v in (("email", self.email), ("first_name", self.first_name), ("last_name", self.last_name))
-            if v is not None
-        }

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from altalune.v1 import user_pb2
 from internal.auth.principal import Caller
-from internal.domain.user.errors import CannotDeactivateSelf, UserEmailTaken, UserNotFound
+from internal.domain.user.errors import CannotDeactivateSelf, UserNotFound
 from internal.domain.user.model import NewUser, UserChanges, UserRow
-from internal.domain.user.repo import QUERY_SPEC, EmailTaken, UserRepo
+from internal.domain.user.repo import QUERY_SPEC, UserRepo
 from internal.ids import new_public_id
 from internal.postgres.database import Database
 from internal.query import params_from_proto
@@ -24,11 +24,8 @@ class UserService:
             first_name=request.first_name,
             last_name=request.last_name,
         )
-        try:
-            async with self._db.connection() as conn:
-                row = await self._repo.insert(conn, new)
-        except EmailTaken:
-            raise UserEmailTaken(request.email) from None
+        async with self._db.connection() as conn:
+            row = await self._repo.insert(conn, new)
         return user_pb2.CreateUserResponse(user=row.to_entity().to_proto())
 
     async def get_user(self, request: user_pb2.GetUserRequest) -> user_pb2.GetUserResponse:
@@ -43,15 +40,12 @@ class UserService:
             first_name=request.first_name if "first_name" in paths else None,
             last_name=request.last_name if "last_name" in paths else None,
         )
-        try:
-            async with self._db.connection() as conn:
-                row = await self._repo.update(conn, request.id, changes)
-        except EmailTaken:
-            raise UserEmailTaken(request.email) from None
+        async with self._db.connection() as conn:
+            row = await self._repo.update(conn, request.id, changes)
         return user_pb2.UpdateUserResponse(user=_found(request.id, row))
 
     async def query_users(self, request: user_pb2.QueryUsersRequest) -> user_pb2.QueryUsersResponse:
-        params = params_from_proto(request.query if request.HasField("query") else None, QUERY_SPEC)
+        params = params_from_proto(request.query, QUERY_SPEC)
         async with self._db.connection() as conn:
             result = await self._repo.query(conn, params)
         return user_pb2.QueryUsersResponse(data=[row.to_entity().to_proto() for row in result.rows], meta=result.meta())
