@@ -42,6 +42,9 @@ class AppError(Exception):
     reason: ClassVar[str]
     code: ClassVar[Code]
     metadata_keys: ClassVar[tuple[str, ...]] = ()
+    # When a client meets it, in a few words. The README's table of the services' errors is written
+    # from the domains' classes (`make generate`), so it cannot drift from them.
+    situation: ClassVar[str] = ""
     # The HTTP status of a Connect error follows the code, unless the protocol fixes another one
     # (404 unknown procedure, 405 method, 415 content type).
     http_status: ClassVar[int | None] = None

@@ -550,7 +550,12 @@ def cmd_generate(env: dict[str, str]) -> int:
             written += 1
     _prune_empty_dirs(GEN_DIR)
     print(f"gen/: {len(fresh)} files, {written} written, {len(removed)} removed ({time.monotonic() - started:.1f}s)")
-    return 0
+    return _error_table("write")
+
+
+def _error_table(command: str) -> int:
+    """README's table of the services' errors, from the error classes (a fresh interpreter: they import gen/)."""
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "codegen" / "error_table.py"), command]).returncode
 
 
 def cmd_check(env: dict[str, str]) -> int:
@@ -564,7 +569,7 @@ def cmd_check(env: dict[str, str]) -> int:
         changed = sorted(rel for rel in common if not filecmp.cmp(fresh[rel], current[rel], shallow=False))
         if not (missing or extra or changed):
             print(f"gen/ is up to date ({len(fresh)} files)")
-            return 0
+            return _error_table("check")
         print("gen/ is stale: run `make generate` and commit the result.", file=sys.stderr)
         for label, items in (("missing", missing), ("not generated", extra), ("changed", changed)):
             for rel in items:

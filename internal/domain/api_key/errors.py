@@ -12,6 +12,7 @@ from internal.errors import AppError
 
 class ApiKeyNotFound(AppError):
     reason = "API_KEY_NOT_FOUND"
+    situation = "unknown key"
     code = Code.NOT_FOUND
     metadata_keys = ("project_id", "api_key_id")
 
@@ -24,6 +25,7 @@ class ApiKeyNotFound(AppError):
 
 class ApiKeyNameTaken(AppError):
     reason = "API_KEY_NAME_TAKEN"
+    situation = "duplicate key name in the project"
     code = Code.ALREADY_EXISTS
     metadata_keys = ("project_id", "name")
 
@@ -38,6 +40,7 @@ class ApiKeyScopeExceedsCaller(AppError):
     """A key may not do more than the caller who mints it: no escalation through keys."""
 
     reason = "API_KEY_SCOPE_EXCEEDS_CALLER"
+    situation = "a key with scopes its creator lacks"
     code = Code.PERMISSION_DENIED
     metadata_keys = ("project_id", "scopes")
 
@@ -54,6 +57,7 @@ class ApiKeyOutlivesCaller(AppError):
     itself alive, or mint a successor that outlives its revocation date."""
 
     reason = "API_KEY_OUTLIVES_CALLER"
+    situation = "an API key setting an expiry past its own"
     code = Code.PERMISSION_DENIED
     metadata_keys = ("project_id", "max_expires_at")
 

@@ -9,6 +9,7 @@ from internal.errors import AppError
 
 class EmployeeNotFound(AppError):
     reason = "EMPLOYEE_NOT_FOUND"
+    situation = "unknown employee"
     code = Code.NOT_FOUND
     metadata_keys = ("project_id", "employee_id")
 
@@ -21,6 +22,7 @@ class EmployeeNotFound(AppError):
 
 class EmployeeEmailTaken(AppError):
     reason = "EMPLOYEE_EMAIL_TAKEN"
+    situation = "duplicate employee email in the project"
     code = Code.ALREADY_EXISTS
     metadata_keys = ("project_id", "email")
 

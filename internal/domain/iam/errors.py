@@ -17,6 +17,7 @@ def _joined(ids: Sequence[str]) -> str:
 
 class MemberNotFound(AppError):
     reason = "MEMBER_NOT_FOUND"
+    situation = "user(s) not members of the project"
     code = Code.NOT_FOUND
     metadata_keys = ("project_id", "user_ids")
 
@@ -29,6 +30,7 @@ class MemberNotFound(AppError):
 
 class MemberExists(AppError):
     reason = "MEMBER_EXISTS"
+    situation = "already a member"
     code = Code.ALREADY_EXISTS
     metadata_keys = ("project_id", "user_ids")
 
@@ -43,6 +45,7 @@ class OwnerRequired(AppError):
     """Only an owner may create owners or change or remove one: an admin must not take over a project."""
 
     reason = "OWNER_REQUIRED"
+    situation = "an admin granting, changing or removing an owner"
     code = Code.PERMISSION_DENIED
     metadata_keys = ("project_id",)
 
@@ -57,6 +60,7 @@ class LastOwner(AppError):
     """A project without an owner could never be deleted or handed over again."""
 
     reason = "LAST_OWNER"
+    situation = "removing or demoting the last owner"
     code = Code.FAILED_PRECONDITION
     metadata_keys = ("project_id",)
 

@@ -11,6 +11,7 @@ class PermissionNotFound(AppError):
     """Unknown permission(s): every id a call named that does not exist, comma-joined (one id too)."""
 
     reason = "PERMISSION_NOT_FOUND"
+    situation = "unknown permission(s) (every unknown id of the call)"
     code = Code.NOT_FOUND
     metadata_keys = ("permission_ids",)
 

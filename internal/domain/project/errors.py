@@ -9,6 +9,7 @@ from internal.errors import AppError
 
 class ProjectNameTaken(AppError):
     reason = "PROJECT_NAME_TAKEN"
+    situation = "duplicate project name"
     code = Code.ALREADY_EXISTS
     metadata_keys = ("name",)
 

@@ -11,6 +11,7 @@ class RoleNotFound(AppError):
     """Unknown role(s): every id a call named that does not exist, comma-joined (one id too)."""
 
     reason = "ROLE_NOT_FOUND"
+    situation = "unknown role(s) (every unknown id of the call)"
     code = Code.NOT_FOUND
     metadata_keys = ("role_ids",)
 
@@ -24,6 +25,7 @@ class RoleNotFound(AppError):
 
 class RoleNameTaken(AppError):
     reason = "ROLE_NAME_TAKEN"
+    situation = "duplicate role name"
     code = Code.ALREADY_EXISTS
     metadata_keys = ("name",)
 
@@ -35,6 +37,7 @@ class RoleBuiltin(AppError):
     """Memberships refer to the built-in roles by name, so those are never renamed or deleted."""
 
     reason = "ROLE_BUILTIN"
+    situation = "changing or deleting a built-in role"
     code = Code.FAILED_PRECONDITION
     metadata_keys = ("role_id", "name")
 
@@ -48,6 +51,7 @@ class RoleInUse(AppError):
     """Deleting a role someone holds would silently take their permissions away."""
 
     reason = "ROLE_IN_USE"
+    situation = "deleting a role someone holds"
     code = Code.FAILED_PRECONDITION
     metadata_keys = ("role_id",)
 

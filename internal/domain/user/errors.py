@@ -11,6 +11,7 @@ class UserNotFound(AppError):
     """Unknown user(s): every id a call named that does not exist, comma-joined (one id too)."""
 
     reason = "USER_NOT_FOUND"
+    situation = "unknown user(s) (every unknown id of the call)"
     code = Code.NOT_FOUND
     metadata_keys = ("user_ids",)
 
@@ -24,6 +25,7 @@ class UserNotFound(AppError):
 
 class UserEmailTaken(AppError):
     reason = "USER_EMAIL_TAKEN"
+    situation = "duplicate user email"
     code = Code.ALREADY_EXISTS
     metadata_keys = ("email",)
 
@@ -35,6 +37,7 @@ class CannotDeactivateSelf(AppError):
     """Deactivating oneself could lock the last administrator out for good."""
 
     reason = "CANNOT_DEACTIVATE_SELF"
+    situation = "deactivating oneself"
     code = Code.FAILED_PRECONDITION
     metadata_keys = ("user_id",)
 
