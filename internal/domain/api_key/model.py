@@ -1,4 +1,4 @@
-"""API key model: the database row, the entity and their conversions. Neither ever holds the secret."""
+"""API key model: the database row and its conversion to the proto (public ids only); neither holds the secret."""
 
 from __future__ import annotations
 
@@ -8,38 +8,6 @@ from datetime import datetime
 from altalune.v1 import api_key_pb2
 from internal.auth.credentials import display_prefix
 from internal.convert import to_timestamp
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    """The entity: public ids only (its own and its project's)."""
-
-    id: str
-    project_id: str
-    name: str
-    prefix: str
-    scopes: tuple[str, ...]
-    active: bool
-    expires_at: datetime
-    last_used_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-    def to_proto(self) -> api_key_pb2.ApiKey:
-        message = api_key_pb2.ApiKey(
-            id=self.id,
-            project_id=self.project_id,
-            name=self.name,
-            prefix=self.prefix,
-            scopes=self.scopes,
-            active=self.active,
-            expires_at=to_timestamp(self.expires_at),
-            created_at=to_timestamp(self.created_at),
-            updated_at=to_timestamp(self.updated_at),
-        )
-        if self.last_used_at is not None:
-            message.last_used_at.CopyFrom(to_timestamp(self.last_used_at))
-        return message
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,19 +26,21 @@ class ApiKeyRow:
     created_at: datetime
     updated_at: datetime
 
-    def to_entity(self, project_public_id: str) -> ApiKey:
-        return ApiKey(
+    def to_proto(self, project_public_id: str) -> api_key_pb2.ApiKey:
+        message = api_key_pb2.ApiKey(
             id=self.public_id,
             project_id=project_public_id,
             name=self.name,
             prefix=display_prefix(project_public_id, self.public_id, self.secret_hint),
             scopes=tuple(self.scopes),
             active=self.active,
-            expires_at=self.expires_at,
-            last_used_at=self.last_used_at,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
+            expires_at=to_timestamp(self.expires_at),
+            created_at=to_timestamp(self.created_at),
+            updated_at=to_timestamp(self.updated_at),
         )
+        if self.last_used_at is not None:
+            message.last_used_at.CopyFrom(to_timestamp(self.last_used_at))
+        return message
 
 
 @dataclass(frozen=True, slots=True)

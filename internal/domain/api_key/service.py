@@ -79,7 +79,7 @@ class ApiKeyService:
         async with self._db.connection() as conn:
             await self._check_scopes(conn, project.public_id, scopes, caller)
             row = await self._repo.insert(conn, project, new)
-        return api_key_pb2.CreateApiKeyResponse(api_key=row.to_entity(project.public_id).to_proto(), secret=token.token)
+        return api_key_pb2.CreateApiKeyResponse(api_key=row.to_proto(project.public_id), secret=token.token)
 
     async def get_api_key(
         self, project: ProjectRef, request: api_key_pb2.GetApiKeyRequest
@@ -121,7 +121,7 @@ class ApiKeyService:
         async with self._db.connection() as conn:
             result = await self._repo.query(conn, project.id, params)
         return api_key_pb2.QueryApiKeysResponse(
-            data=[row.to_entity(project.public_id).to_proto() for row in result.rows], meta=result.meta()
+            data=[row.to_proto(project.public_id) for row in result.rows], meta=result.meta()
         )
 
     async def activate_api_key(
@@ -146,4 +146,4 @@ class ApiKeyService:
     def _found(project_public_id: str, key_id: str, row: ApiKeyRow | None) -> api_key_pb2.ApiKey:
         if row is None:
             raise ApiKeyNotFound(project_public_id, key_id)
-        return row.to_entity(project_public_id).to_proto()
+        return row.to_proto(project_public_id)

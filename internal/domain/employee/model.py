@@ -1,4 +1,4 @@
-"""Employee model: status enum mapping, the database row, the entity and their conversions."""
+"""Employee model: status enum mapping, the database row and its conversion to the proto (public ids only)."""
 
 from __future__ import annotations
 
@@ -25,34 +25,6 @@ STATUSES = EnumMapping(
 
 
 @dataclass(frozen=True, slots=True)
-class Employee:
-    """The entity: public ids only (its own and its project's)."""
-
-    id: str
-    project_id: str
-    name: str
-    email: str
-    role: str
-    department: str
-    status: EmployeeStatus
-    created_at: datetime
-    updated_at: datetime
-
-    def to_proto(self) -> employee_pb2.Employee:
-        return employee_pb2.Employee(
-            id=self.id,
-            project_id=self.project_id,
-            name=self.name,
-            email=self.email,
-            role=self.role,
-            department=self.department,
-            status=STATUSES.to_proto(self.status),
-            created_at=to_timestamp(self.created_at),
-            updated_at=to_timestamp(self.updated_at),
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class EmployeeRow:
     """A row of `employees` as selected: internal ids plus the public id."""
 
@@ -67,17 +39,17 @@ class EmployeeRow:
     created_at: datetime
     updated_at: datetime
 
-    def to_entity(self, project_public_id: str) -> Employee:
-        return Employee(
+    def to_proto(self, project_public_id: str) -> employee_pb2.Employee:
+        return employee_pb2.Employee(
             id=self.public_id,
             project_id=project_public_id,
             name=self.name,
             email=self.email,
             role=self.role,
             department=self.department,
-            status=STATUSES.from_db(self.status),
-            created_at=self.created_at,
-            updated_at=self.updated_at,
+            status=STATUSES.db_to_proto(self.status),
+            created_at=to_timestamp(self.created_at),
+            updated_at=to_timestamp(self.updated_at),
         )
 
 

@@ -33,7 +33,7 @@ class EmployeeService:
         # EmployeeEmailTaken, or ProjectNotFound if the project was deleted after authorization found it.
         async with self._db.connection() as conn:
             row = await self._repo.insert(conn, project, new)
-        return employee_pb2.CreateEmployeeResponse(employee=row.to_entity(project.public_id).to_proto())
+        return employee_pb2.CreateEmployeeResponse(employee=row.to_proto(project.public_id))
 
     async def get_employee(
         self, project: ProjectRef, request: employee_pb2.GetEmployeeRequest
@@ -42,7 +42,7 @@ class EmployeeService:
             row = await self._repo.get(conn, project.id, request.id)
         if row is None:
             raise EmployeeNotFound(project.public_id, request.id)
-        return employee_pb2.GetEmployeeResponse(employee=row.to_entity(project.public_id).to_proto())
+        return employee_pb2.GetEmployeeResponse(employee=row.to_proto(project.public_id))
 
     async def update_employee(
         self, project: ProjectRef, request: employee_pb2.UpdateEmployeeRequest
@@ -59,7 +59,7 @@ class EmployeeService:
             row = await self._repo.update(conn, project, request.id, changes)
         if row is None:
             raise EmployeeNotFound(project.public_id, request.id)
-        return employee_pb2.UpdateEmployeeResponse(employee=row.to_entity(project.public_id).to_proto())
+        return employee_pb2.UpdateEmployeeResponse(employee=row.to_proto(project.public_id))
 
     async def delete_employee(
         self, project: ProjectRef, request: employee_pb2.DeleteEmployeeRequest
@@ -77,5 +77,5 @@ class EmployeeService:
         async with self._db.connection() as conn:
             result = await self._repo.query(conn, project.id, params)
         return employee_pb2.QueryEmployeesResponse(
-            data=[row.to_entity(project.public_id).to_proto() for row in result.rows], meta=result.meta()
+            data=[row.to_proto(project.public_id) for row in result.rows], meta=result.meta()
         )

@@ -1,5 +1,5 @@
-"""IAM model: the project-role enum mapping, membership rows and entities. Roles and permissions
-are the role and permission domains' own rows (re-exported for the repo)."""
+"""IAM model: the project-role enum mapping, membership rows and their conversions to the proto.
+Roles and permissions are the role and permission domains' own rows (re-exported for the repo)."""
 
 from __future__ import annotations
 
@@ -34,32 +34,6 @@ PROJECT_ROLES = EnumMapping(
 
 
 @dataclass(frozen=True, slots=True)
-class ProjectMember:
-    """The entity: public ids of the project and the user, with the user's name for display."""
-
-    project_id: str
-    user_id: str
-    email: str
-    first_name: str
-    last_name: str
-    role: ProjectRole
-    created_at: datetime
-    updated_at: datetime
-
-    def to_proto(self) -> iam_pb2.ProjectMember:
-        return iam_pb2.ProjectMember(
-            project_id=self.project_id,
-            user_id=self.user_id,
-            email=self.email,
-            first_name=self.first_name,
-            last_name=self.last_name,
-            role=PROJECT_ROLES.to_proto(self.role),
-            created_at=to_timestamp(self.created_at),
-            updated_at=to_timestamp(self.updated_at),
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class MemberRow:
     """A row of `project_members` joined to its user: the internal user id plus the public one."""
 
@@ -72,32 +46,16 @@ class MemberRow:
     created_at: datetime
     updated_at: datetime
 
-    def to_entity(self, project_public_id: str) -> ProjectMember:
-        return ProjectMember(
+    def to_proto(self, project_public_id: str) -> iam_pb2.ProjectMember:
+        return iam_pb2.ProjectMember(
             project_id=project_public_id,
             user_id=self.user_public_id,
             email=self.email,
             first_name=self.first_name,
             last_name=self.last_name,
-            role=PROJECT_ROLES.from_db(self.role),
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class UserProject:
-    """One live project of a user, with the user's role there."""
-
-    project_id: str
-    project_name: str
-    role: ProjectRole
-
-    def to_proto(self) -> iam_pb2.UserProject:
-        return iam_pb2.UserProject(
-            project_id=self.project_id,
-            project_name=self.project_name,
-            role=PROJECT_ROLES.to_proto(self.role),
+            role=PROJECT_ROLES.db_to_proto(self.role),
+            created_at=to_timestamp(self.created_at),
+            updated_at=to_timestamp(self.updated_at),
         )
 
 
@@ -109,9 +67,11 @@ class UserProjectRow:
     project_name: str
     role: str
 
-    def to_entity(self) -> UserProject:
-        return UserProject(
-            project_id=self.project_public_id, project_name=self.project_name, role=PROJECT_ROLES.from_db(self.role)
+    def to_proto(self) -> iam_pb2.UserProject:
+        return iam_pb2.UserProject(
+            project_id=self.project_public_id,
+            project_name=self.project_name,
+            role=PROJECT_ROLES.db_to_proto(self.role),
         )
 
 
@@ -128,9 +88,7 @@ __all__ = [
     "MemberRow",
     "NewMember",
     "PermissionRow",
-    "ProjectMember",
     "ProjectRole",
     "RoleRow",
-    "UserProject",
     "UserProjectRow",
 ]

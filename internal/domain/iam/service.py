@@ -75,7 +75,7 @@ class IamService:
             role_ids = await self._role_ids(conn, list(request.role_ids), lock=True)
             await self._repo.add_user_roles(conn, user_id, role_ids)
             rows = await self._repo.user_roles(conn, user_id)
-        return iam_pb2.AssignUserRolesResponse(roles=[row.to_entity().to_proto() for row in rows])
+        return iam_pb2.AssignUserRolesResponse(roles=[row.to_proto() for row in rows])
 
     async def remove_user_roles(self, request: iam_pb2.RemoveUserRolesRequest) -> iam_pb2.RemoveUserRolesResponse:
         """Removing a role the user does not hold is a no-op; an unknown role removes nothing."""
@@ -84,13 +84,13 @@ class IamService:
             role_ids = await self._role_ids(conn, list(request.role_ids), lock=False)
             await self._repo.remove_user_roles(conn, user_id, role_ids)
             rows = await self._repo.user_roles(conn, user_id)
-        return iam_pb2.RemoveUserRolesResponse(roles=[row.to_entity().to_proto() for row in rows])
+        return iam_pb2.RemoveUserRolesResponse(roles=[row.to_proto() for row in rows])
 
     async def list_user_roles(self, request: iam_pb2.ListUserRolesRequest) -> iam_pb2.ListUserRolesResponse:
         async with self._db.connection() as conn:
             user_id = await self._user_id(conn, request.user_id)
             rows = await self._repo.user_roles(conn, user_id)
-        return iam_pb2.ListUserRolesResponse(roles=[row.to_entity().to_proto() for row in rows])
+        return iam_pb2.ListUserRolesResponse(roles=[row.to_proto() for row in rows])
 
     # -- roles' permissions --------------------------------------------------------------------
 
@@ -103,7 +103,7 @@ class IamService:
             permission_ids = await self._permission_ids(conn, list(request.permission_ids), lock=True)
             await self._repo.add_role_permissions(conn, role_id, permission_ids)
             rows = await self._repo.role_permissions(conn, role_id)
-        return iam_pb2.AssignRolePermissionsResponse(permissions=[row.to_entity().to_proto() for row in rows])
+        return iam_pb2.AssignRolePermissionsResponse(permissions=[row.to_proto() for row in rows])
 
     async def remove_role_permissions(
         self, request: iam_pb2.RemoveRolePermissionsRequest
@@ -114,7 +114,7 @@ class IamService:
             permission_ids = await self._permission_ids(conn, list(request.permission_ids), lock=False)
             await self._repo.remove_role_permissions(conn, role_id, permission_ids)
             rows = await self._repo.role_permissions(conn, role_id)
-        return iam_pb2.RemoveRolePermissionsResponse(permissions=[row.to_entity().to_proto() for row in rows])
+        return iam_pb2.RemoveRolePermissionsResponse(permissions=[row.to_proto() for row in rows])
 
     async def list_role_permissions(
         self, request: iam_pb2.ListRolePermissionsRequest
@@ -122,7 +122,7 @@ class IamService:
         async with self._db.connection() as conn:
             role_id = await self._role_id(conn, request.role_id)
             rows = await self._repo.role_permissions(conn, role_id)
-        return iam_pb2.ListRolePermissionsResponse(permissions=[row.to_entity().to_proto() for row in rows])
+        return iam_pb2.ListRolePermissionsResponse(permissions=[row.to_proto() for row in rows])
 
     # -- project membership --------------------------------------------------------------------
 
@@ -155,7 +155,7 @@ class IamService:
                 raise MemberExists(request.project_id, existing)
         position = {public_id: i for i, public_id in enumerate(public_ids)}
         rows.sort(key=lambda row: position[row.user_public_id])
-        return iam_pb2.AddProjectMembersResponse(members=[row.to_entity(request.project_id).to_proto() for row in rows])
+        return iam_pb2.AddProjectMembersResponse(members=[row.to_proto(request.project_id) for row in rows])
 
     async def update_project_member(
         self, request: iam_pb2.UpdateProjectMemberRequest, caller: Caller
@@ -180,7 +180,7 @@ class IamService:
                 row = await self._repo.update_member_role(conn, project_id, member.user_id, role.value)
             if row is None:
                 raise MemberNotFound(request.project_id, [request.user_id])
-        return iam_pb2.UpdateProjectMemberResponse(member=row.to_entity(request.project_id).to_proto())
+        return iam_pb2.UpdateProjectMemberResponse(member=row.to_proto(request.project_id))
 
     async def remove_project_members(
         self, request: iam_pb2.RemoveProjectMembersRequest, caller: Caller
@@ -213,16 +213,14 @@ class IamService:
             # No rows: either no members or a deleted project; only the second is an error.
             if not rows and not await self._repo.is_live_project(conn, project_id):
                 raise ProjectNotFound(request.project_id)
-        return iam_pb2.ListProjectMembersResponse(
-            members=[row.to_entity(request.project_id).to_proto() for row in rows]
-        )
+        return iam_pb2.ListProjectMembersResponse(members=[row.to_proto(request.project_id) for row in rows])
 
     async def list_user_projects(self, request: iam_pb2.ListUserProjectsRequest) -> iam_pb2.ListUserProjectsResponse:
         """The user's live projects with their role, sorted by project name."""
         async with self._db.connection() as conn:
             user_id = await self._user_id(conn, request.user_id)
             rows = await self._repo.user_projects(conn, user_id)
-        return iam_pb2.ListUserProjectsResponse(projects=[row.to_entity().to_proto() for row in rows])
+        return iam_pb2.ListUserProjectsResponse(projects=[row.to_proto() for row in rows])
 
     async def list_my_projects(
         self, request: iam_pb2.ListMyProjectsRequest, caller: Caller
@@ -232,4 +230,4 @@ class IamService:
             raise ApiKeyNotAllowed()
         async with self._db.connection() as conn:
             rows = await self._repo.user_projects(conn, caller.principal.user_id)
-        return iam_pb2.ListMyProjectsResponse(projects=[row.to_entity().to_proto() for row in rows])
+        return iam_pb2.ListMyProjectsResponse(projects=[row.to_proto() for row in rows])

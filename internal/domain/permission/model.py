@@ -1,4 +1,4 @@
-"""Permission model: scope enum mapping, the database row, the entity and their conversions."""
+"""Permission model: scope enum mapping, the database row and its conversion to the proto (public ids only)."""
 
 from __future__ import annotations
 
@@ -25,26 +25,6 @@ SCOPES = EnumMapping(
 
 
 @dataclass(frozen=True, slots=True)
-class Permission:
-    """The entity: only the public id, never the internal one."""
-
-    id: str
-    name: str
-    description: str
-    scope: PermissionScope
-    created_at: datetime
-
-    def to_proto(self) -> permission_pb2.Permission:
-        return permission_pb2.Permission(
-            id=self.id,
-            name=self.name,
-            description=self.description,
-            scope=SCOPES.to_proto(self.scope),
-            created_at=to_timestamp(self.created_at),
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class PermissionRow:
     """A row of `permissions` as selected: internal id plus public id."""
 
@@ -55,11 +35,11 @@ class PermissionRow:
     scope: str
     created_at: datetime
 
-    def to_entity(self) -> Permission:
-        return Permission(
+    def to_proto(self) -> permission_pb2.Permission:
+        return permission_pb2.Permission(
             id=self.public_id,
             name=self.name,
             description=self.description,
-            scope=SCOPES.from_db(self.scope),
-            created_at=self.created_at,
+            scope=SCOPES.db_to_proto(self.scope),
+            created_at=to_timestamp(self.created_at),
         )

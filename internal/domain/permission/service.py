@@ -21,7 +21,7 @@ class PermissionService:
             row = await self._repo.get(conn, request.id)
         if row is None:
             raise PermissionNotFound(request.id)
-        return permission_pb2.GetPermissionResponse(permission=row.to_entity().to_proto())
+        return permission_pb2.GetPermissionResponse(permission=row.to_proto())
 
     async def query_permissions(
         self, request: permission_pb2.QueryPermissionsRequest
@@ -29,6 +29,4 @@ class PermissionService:
         params = params_from_proto(request.query, QUERY_SPEC)
         async with self._db.connection() as conn:
             result = await self._repo.query(conn, params)
-        return permission_pb2.QueryPermissionsResponse(
-            data=[row.to_entity().to_proto() for row in result.rows], meta=result.meta()
-        )
+        return permission_pb2.QueryPermissionsResponse(data=[row.to_proto() for row in result.rows], meta=result.meta())

@@ -1,4 +1,4 @@
-"""Project model: environment enum mapping, the database row, the entity and their conversions."""
+"""Project model: environment enum mapping, the database row and its conversion to the proto (public ids only)."""
 
 from __future__ import annotations
 
@@ -33,30 +33,6 @@ def timezone_rule(timezones: frozenset[str]) -> FieldRule:
 
 
 @dataclass(frozen=True, slots=True)
-class Project:
-    """The entity: only the public id, never the internal one."""
-
-    id: str
-    name: str
-    description: str
-    timezone: str
-    environment: Environment
-    created_at: datetime
-    updated_at: datetime
-
-    def to_proto(self) -> project_pb2.Project:
-        return project_pb2.Project(
-            id=self.id,
-            name=self.name,
-            description=self.description,
-            timezone=self.timezone,
-            environment=ENVIRONMENTS.to_proto(self.environment),
-            created_at=to_timestamp(self.created_at),
-            updated_at=to_timestamp(self.updated_at),
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class ProjectRow:
     """A row of `projects` as selected: internal id plus public id."""
 
@@ -69,15 +45,15 @@ class ProjectRow:
     created_at: datetime
     updated_at: datetime
 
-    def to_entity(self) -> Project:
-        return Project(
+    def to_proto(self) -> project_pb2.Project:
+        return project_pb2.Project(
             id=self.public_id,
             name=self.name,
             description=self.description,
             timezone=self.timezone,
-            environment=ENVIRONMENTS.from_db(self.environment),
-            created_at=self.created_at,
-            updated_at=self.updated_at,
+            environment=ENVIRONMENTS.db_to_proto(self.environment),
+            created_at=to_timestamp(self.created_at),
+            updated_at=to_timestamp(self.updated_at),
         )
 
 

@@ -78,7 +78,7 @@ class ProjectService:
                 continue
             if self._blocks.running_low(row.id):
                 self._wake_upkeep()
-            return project_pb2.CreateProjectResponse(project=row.to_entity().to_proto())
+            return project_pb2.CreateProjectResponse(project=row.to_proto())
         raise Busy("project partitions")
 
     async def get_project(self, request: project_pb2.GetProjectRequest) -> project_pb2.GetProjectResponse:
@@ -86,7 +86,7 @@ class ProjectService:
             row = await self._repo.get(conn, request.id)
         if row is None:
             raise ProjectNotFound(request.id)
-        return project_pb2.GetProjectResponse(project=row.to_entity().to_proto())
+        return project_pb2.GetProjectResponse(project=row.to_proto())
 
     async def update_project(self, request: project_pb2.UpdateProjectRequest) -> project_pb2.UpdateProjectResponse:
         paths = set(request.update_mask.paths)
@@ -99,7 +99,7 @@ class ProjectService:
             row = await self._repo.update(conn, request.id, changes)
         if row is None:
             raise ProjectNotFound(request.id)
-        return project_pb2.UpdateProjectResponse(project=row.to_entity().to_proto())
+        return project_pb2.UpdateProjectResponse(project=row.to_proto())
 
     async def delete_project(self, request: project_pb2.DeleteProjectRequest) -> project_pb2.DeleteProjectResponse:
         async with self._db.connection() as conn:
@@ -113,9 +113,7 @@ class ProjectService:
         params = params_from_proto(request.query, QUERY_SPEC)
         async with self._db.connection() as conn:
             result = await self._repo.query(conn, params)
-        return project_pb2.QueryProjectsResponse(
-            data=[row.to_entity().to_proto() for row in result.rows], meta=result.meta()
-        )
+        return project_pb2.QueryProjectsResponse(data=[row.to_proto() for row in result.rows], meta=result.meta())
 
     async def prepare_blocks(self, *, lock_timeout_ms: int = 2000) -> int:
         """Make the block partitions in use and the next block ahead of need; returns how many."""

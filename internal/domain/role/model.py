@@ -1,4 +1,4 @@
-"""Role model: the database row, the entity and their conversions."""
+"""Role model: the database row and its conversion to the proto (public ids only)."""
 
 from __future__ import annotations
 
@@ -7,28 +7,6 @@ from datetime import datetime
 
 from altalune.v1 import role_pb2
 from internal.convert import to_timestamp
-
-
-@dataclass(frozen=True, slots=True)
-class Role:
-    """The entity: only the public id, never the internal one."""
-
-    id: str
-    name: str
-    description: str
-    builtin: bool
-    created_at: datetime
-    updated_at: datetime
-
-    def to_proto(self) -> role_pb2.Role:
-        return role_pb2.Role(
-            id=self.id,
-            name=self.name,
-            description=self.description,
-            builtin=self.builtin,
-            created_at=to_timestamp(self.created_at),
-            updated_at=to_timestamp(self.updated_at),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +21,14 @@ class RoleRow:
     created_at: datetime
     updated_at: datetime
 
-    def to_entity(self) -> Role:
-        return Role(
+    def to_proto(self) -> role_pb2.Role:
+        return role_pb2.Role(
             id=self.public_id,
             name=self.name,
             description=self.description,
             builtin=self.builtin,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
+            created_at=to_timestamp(self.created_at),
+            updated_at=to_timestamp(self.updated_at),
         )
 
 

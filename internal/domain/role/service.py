@@ -25,14 +25,14 @@ class RoleService:
         new = NewRole(public_id=new_public_id(), name=request.name, description=request.description)
         async with self._db.connection() as conn:
             row = await self._repo.insert(conn, new)
-        return role_pb2.CreateRoleResponse(role=row.to_entity().to_proto())
+        return role_pb2.CreateRoleResponse(role=row.to_proto())
 
     async def get_role(self, request: role_pb2.GetRoleRequest) -> role_pb2.GetRoleResponse:
         async with self._db.connection() as conn:
             row = await self._repo.get(conn, request.id)
         if row is None:
             raise RoleNotFound(request.id)
-        return role_pb2.GetRoleResponse(role=row.to_entity().to_proto())
+        return role_pb2.GetRoleResponse(role=row.to_proto())
 
     async def update_role(self, request: role_pb2.UpdateRoleRequest) -> role_pb2.UpdateRoleResponse:
         """A built-in role's description may change; its name may not (memberships refer to it)."""
@@ -45,7 +45,7 @@ class RoleService:
             row = await self._repo.update(conn, request.id, changes)
             if row is None:
                 raise await self._refusal(conn, request.id)
-        return role_pb2.UpdateRoleResponse(role=row.to_entity().to_proto())
+        return role_pb2.UpdateRoleResponse(role=row.to_proto())
 
     async def delete_role(self, request: role_pb2.DeleteRoleRequest) -> role_pb2.DeleteRoleResponse:
         """Refused while a user holds the role; its grants are deleted with it."""
@@ -58,7 +58,7 @@ class RoleService:
         params = params_from_proto(request.query, QUERY_SPEC)
         async with self._db.connection() as conn:
             result = await self._repo.query(conn, params)
-        return role_pb2.QueryRolesResponse(data=[row.to_entity().to_proto() for row in result.rows], meta=result.meta())
+        return role_pb2.QueryRolesResponse(data=[row.to_proto() for row in result.rows], meta=result.meta())
 
     async def _refusal(self, conn: AsyncConnection[Any], role_id: str) -> AppError:
         """Why a guarded write touched no row: the role is missing, or it is built-in."""

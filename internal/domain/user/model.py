@@ -1,4 +1,4 @@
-"""User model: the database row, the entity and their conversions."""
+"""User model: the database row and its conversion to the proto (public ids only)."""
 
 from __future__ import annotations
 
@@ -7,30 +7,6 @@ from datetime import datetime
 
 from altalune.v1 import user_pb2
 from internal.convert import to_timestamp
-
-
-@dataclass(frozen=True, slots=True)
-class User:
-    """The entity: only the public id, never the internal one."""
-
-    id: str
-    email: str
-    first_name: str
-    last_name: str
-    active: bool
-    created_at: datetime
-    updated_at: datetime
-
-    def to_proto(self) -> user_pb2.User:
-        return user_pb2.User(
-            id=self.id,
-            email=self.email,
-            first_name=self.first_name,
-            last_name=self.last_name,
-            active=self.active,
-            created_at=to_timestamp(self.created_at),
-            updated_at=to_timestamp(self.updated_at),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +22,15 @@ class UserRow:
     created_at: datetime
     updated_at: datetime
 
-    def to_entity(self) -> User:
-        return User(
+    def to_proto(self) -> user_pb2.User:
+        return user_pb2.User(
             id=self.public_id,
             email=self.email,
             first_name=self.first_name,
             last_name=self.last_name,
             active=self.active,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
+            created_at=to_timestamp(self.created_at),
+            updated_at=to_timestamp(self.updated_at),
         )
 
 

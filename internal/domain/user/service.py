@@ -26,7 +26,7 @@ class UserService:
         )
         async with self._db.connection() as conn:
             row = await self._repo.insert(conn, new)
-        return user_pb2.CreateUserResponse(user=row.to_entity().to_proto())
+        return user_pb2.CreateUserResponse(user=row.to_proto())
 
     async def get_user(self, request: user_pb2.GetUserRequest) -> user_pb2.GetUserResponse:
         async with self._db.connection() as conn:
@@ -48,7 +48,7 @@ class UserService:
         params = params_from_proto(request.query, QUERY_SPEC)
         async with self._db.connection() as conn:
             result = await self._repo.query(conn, params)
-        return user_pb2.QueryUsersResponse(data=[row.to_entity().to_proto() for row in result.rows], meta=result.meta())
+        return user_pb2.QueryUsersResponse(data=[row.to_proto() for row in result.rows], meta=result.meta())
 
     async def activate_user(self, request: user_pb2.ActivateUserRequest) -> user_pb2.ActivateUserResponse:
         """Idempotent: an active user is returned unchanged."""
@@ -70,4 +70,4 @@ class UserService:
 def _found(user_id: str, row: UserRow | None) -> user_pb2.User:
     if row is None:
         raise UserNotFound(user_id)
-    return row.to_entity().to_proto()
+    return row.to_proto()
