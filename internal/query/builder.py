@@ -10,9 +10,9 @@ domain's QuerySpec (never from the request), values are always bound parameters.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from psycopg import AsyncConnection
 from psycopg.rows import BaseRowFactory, dict_row
@@ -74,11 +74,20 @@ class QuerySpec:
     columns: tuple[str, ...]
     keyword_columns: tuple[str, ...]
     filters: Mapping[str, FilterSpec]
-    sorts: Mapping[str, str]
+    # Sort key -> column; a sequence of names sorts each by the column of the same name.
+    sorts: Mapping[str, str] | Sequence[str]
     default_sort: tuple[str, bool]
     tie_breaker: str = "id"
     scope_column: str | None = None
     extra_where: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sorts, Mapping):
+            object.__setattr__(self, "sorts", {name: name for name in self.sorts})
+
+    @property
+    def sort_columns(self) -> Mapping[str, str]:
+        return cast(Mapping[str, str], self.sorts)  # a mapping since __post_init__
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +169,11 @@ def params_from_proto(
     sort_desc = False
     if request.HasField("sorting") and request.sorting.field:
         sort_field = request.sorting.field
-        if sort_field not in spec.sorts:
+        if sort_field not in spec.sort_columns:
             violations.append(
                 FieldViolation(
                     field=f"{field_prefix}.sorting.field",
-                    description=f"unknown sort field {sort_field!r}; allowed: {', '.join(sorted(spec.sorts))}",
+                    description=f"unknown sort field {sort_field!r}; allowed: {', '.join(sorted(spec.sort_columns))}",
                     reason="query.sort_field",
                 )
             )
@@ -238,7 +247,7 @@ async def run_query(
     sort_column, default_desc = spec.default_sort
     desc = params.sort_desc if params.sort_field else default_desc
     if params.sort_field:
-        sort_column = spec.sorts[params.sort_field]
+        sort_column = spec.sort_columns[params.sort_field]
     direction = "DESC" if desc else "ASC"
     order = f"{quoted(sort_column)} {direction}, {quoted(spec.tie_breaker)} {direction}"
     columns = ", ".join(quoted(c) for c in spec.columns)

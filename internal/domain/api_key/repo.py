@@ -40,13 +40,7 @@ QUERY_SPEC = QuerySpec(
     columns=API_KEYS.columns,
     keyword_columns=("name",),
     filters={STATUS_FILTER: FilterSpec(STATUS_FILTER, predicates=STATUS_PREDICATES)},
-    sorts={
-        "name": "name",
-        "expires_at": "expires_at",
-        "last_used_at": "last_used_at",
-        "created_at": "created_at",
-        "updated_at": "updated_at",
-    },
+    sorts=("name", "expires_at", "last_used_at", "created_at", "updated_at"),
     default_sort=("created_at", True),
     scope_column="project_id",
 )

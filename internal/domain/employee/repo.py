@@ -31,15 +31,7 @@ QUERY_SPEC = QuerySpec(
         "role": FilterSpec("role"),
         "department": FilterSpec("department"),
     },
-    sorts={
-        "name": "name",
-        "email": "email",
-        "role": "role",
-        "department": "department",
-        "status": "status",
-        "created_at": "created_at",
-        "updated_at": "updated_at",
-    },
+    sorts=("name", "email", "role", "department", "status", "created_at", "updated_at"),
     default_sort=("created_at", True),
     scope_column="project_id",
 )

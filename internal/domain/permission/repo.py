@@ -17,7 +17,7 @@ QUERY_SPEC = QuerySpec(
     columns=PERMISSIONS.columns,
     keyword_columns=("name", "description"),
     filters={"scope": FilterSpec("scope", values=SCOPES)},
-    sorts={"name": "name", "created_at": "created_at"},
+    sorts=("name", "created_at"),
     default_sort=("name", False),
 )
 

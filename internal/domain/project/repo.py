@@ -26,13 +26,7 @@ QUERY_SPEC = QuerySpec(
         "environment": FilterSpec("environment", values=ENVIRONMENTS),
         "timezone": FilterSpec("timezone"),
     },
-    sorts={
-        "name": "name",
-        "timezone": "timezone",
-        "environment": "environment",
-        "created_at": "created_at",
-        "updated_at": "updated_at",
-    },
+    sorts=("name", "timezone", "environment", "created_at", "updated_at"),
     default_sort=("name", False),
     extra_where="deleted_at IS NULL",
 )

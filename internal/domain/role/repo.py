@@ -21,7 +21,7 @@ QUERY_SPEC = QuerySpec(
     columns=ROLES.columns,
     keyword_columns=("name", "description"),
     filters={"builtin": FilterSpec("builtin", values=("true", "false"))},
-    sorts={"name": "name", "created_at": "created_at", "updated_at": "updated_at"},
+    sorts=("name", "created_at", "updated_at"),
     default_sort=("name", False),
 )
 

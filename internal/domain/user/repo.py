@@ -19,13 +19,7 @@ QUERY_SPEC = QuerySpec(
     columns=USERS.columns,
     keyword_columns=("email", "first_name", "last_name"),
     filters={"active": FilterSpec("active", values=("true", "false"))},
-    sorts={
-        "email": "email",
-        "first_name": "first_name",
-        "last_name": "last_name",
-        "created_at": "created_at",
-        "updated_at": "updated_at",
-    },
+    sorts=("email", "first_name", "last_name", "created_at", "updated_at"),
     default_sort=("created_at", True),
 )
 
