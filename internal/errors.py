@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, dataclass_transform
 
 import grpc
 from connectrpc.code import Code
@@ -79,6 +79,47 @@ class AppError(Exception):
         self.message = message
         self.violations = tuple(violations)
         self.retry_after_s = retry_after_s
+
+
+@dataclass_transform()
+class DomainError(AppError):
+    """An error a domain declares rather than writes: its fields (annotated `str`) are its ErrorInfo
+    metadata keys, in order, and fill its message template. The type checker sees the constructor
+    the fields make (`EmployeeNotFound(project_id, employee_id)`), so a raise site cannot pass
+    another shape.
+
+        class EmployeeNotFound(DomainError):
+            reason = "EMPLOYEE_NOT_FOUND"
+            situation = "unknown employee"
+            code = Code.NOT_FOUND
+            template = "employee {employee_id!r} not found in project {project_id!r}"
+
+            project_id: str
+            employee_id: str
+    """
+
+    template: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        fields = tuple(
+            name for name, kind in vars(cls).get("__annotations__", {}).items() if not str(kind).startswith("ClassVar")
+        )
+        cls.metadata_keys = fields
+        super().__init_subclass__(**kwargs)
+        if cls._raisable and "__init__" not in vars(cls):
+            cls.__init__ = _fields_init(fields)  # type: ignore[assignment, method-assign]
+
+
+def _fields_init(fields: tuple[str, ...]) -> Any:
+    def __init__(self: DomainError, *args: str, **kwargs: str) -> None:
+        values = dict(zip(fields, args, strict=False)) | kwargs
+        if len(args) > len(fields) or values.keys() != set(fields):
+            raise TypeError(f"{type(self).__name__} takes exactly {', '.join(fields) or 'no arguments'}")
+        AppError.__init__(self, self.template.format(**values), metadata=values)
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    return __init__
 
 
 class InvalidArgument(AppError):

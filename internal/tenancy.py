@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from connectrpc.code import Code
 
-from internal.errors import AppError
+from internal.errors import DomainError
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,15 +22,14 @@ class ProjectRef:
     id: int
 
 
-class ProjectNotFound(AppError):
+class ProjectNotFound(DomainError):
     """A missing project, a deleted one, and one the caller may not see all answer exactly this."""
 
     reason = "PROJECT_NOT_FOUND"
     code = Code.NOT_FOUND
-    metadata_keys = ("project_id",)
+    template = "project {project_id!r} not found"
 
-    def __init__(self, project_id: str) -> None:
-        super().__init__(f"project {project_id!r} not found", metadata={"project_id": project_id})
+    project_id: str
 
 
 def live_project(project_id_sql: str) -> str:

@@ -19,6 +19,7 @@ from connectrpc.code import Code
 import internal
 from internal.auth.errors import CredentialsMissing, Unauthenticated
 from internal.config import REPO_ROOT
+from internal.domain.employee.errors import EmployeeNotFound
 from internal.domain.user.errors import UserNotFound
 from internal.errors import AppError, RequestTooLarge
 
@@ -175,3 +176,16 @@ def test_a_not_found_of_ids_has_one_shape_for_one_id_or_many(
     assert error.message.startswith(message)
     with pytest.raises(TypeError):
         UserNotFound()
+
+
+def test_a_declared_error_takes_its_fields_as_metadata_and_message() -> None:
+    error = EmployeeNotFound("p2345678abcdef", "e2345678abcdef")
+
+    assert EmployeeNotFound.metadata_keys == ("project_id", "employee_id")
+    assert error.metadata == {"project_id": "p2345678abcdef", "employee_id": "e2345678abcdef"}
+    assert error.message == "employee 'e2345678abcdef' not found in project 'p2345678abcdef'"
+    assert (error.project_id, error.employee_id) == ("p2345678abcdef", "e2345678abcdef")
+    assert EmployeeNotFound(employee_id="e", project_id="p").metadata == {"project_id": "p", "employee_id": "e"}
+    for wrong in (("p",), ("p", "e", "x")):
+        with pytest.raises(TypeError, match="takes exactly project_id, employee_id"):
+            EmployeeNotFound(*wrong)  # type: ignore[call-arg]

@@ -7,33 +7,27 @@ from datetime import UTC, datetime
 
 from connectrpc.code import Code
 
-from internal.errors import AppError
+from internal.errors import AppError, DomainError
 
 
-class ApiKeyNotFound(AppError):
+class ApiKeyNotFound(DomainError):
     reason = "API_KEY_NOT_FOUND"
     situation = "unknown key"
     code = Code.NOT_FOUND
-    metadata_keys = ("project_id", "api_key_id")
+    template = "API key {api_key_id!r} not found in project {project_id!r}"
 
-    def __init__(self, project_id: str, api_key_id: str) -> None:
-        super().__init__(
-            f"API key {api_key_id!r} not found in project {project_id!r}",
-            metadata={"project_id": project_id, "api_key_id": api_key_id},
-        )
+    project_id: str
+    api_key_id: str
 
 
-class ApiKeyNameTaken(AppError):
+class ApiKeyNameTaken(DomainError):
     reason = "API_KEY_NAME_TAKEN"
     situation = "duplicate key name in the project"
     code = Code.ALREADY_EXISTS
-    metadata_keys = ("project_id", "name")
+    template = "an API key named {name!r} already exists in project {project_id!r}"
 
-    def __init__(self, project_id: str, name: str) -> None:
-        super().__init__(
-            f"an API key named {name!r} already exists in project {project_id!r}",
-            metadata={"project_id": project_id, "name": name},
-        )
+    project_id: str
+    name: str
 
 
 class ApiKeyScopeExceedsCaller(AppError):

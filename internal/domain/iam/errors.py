@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from connectrpc.code import Code
 
-from internal.errors import AppError
+from internal.errors import AppError, DomainError
 
 
 def _joined(ids: Sequence[str]) -> str:
@@ -41,28 +41,23 @@ class MemberExists(AppError):
         )
 
 
-class OwnerRequired(AppError):
+class OwnerRequired(DomainError):
     """Only an owner may create owners or change or remove one: an admin must not take over a project."""
 
     reason = "OWNER_REQUIRED"
     situation = "an admin granting, changing or removing an owner"
     code = Code.PERMISSION_DENIED
-    metadata_keys = ("project_id",)
+    template = "only an owner of project {project_id!r} may grant, change or remove the owner role"
 
-    def __init__(self, project_id: str) -> None:
-        super().__init__(
-            f"only an owner of project {project_id!r} may grant, change or remove the owner role",
-            metadata={"project_id": project_id},
-        )
+    project_id: str
 
 
-class LastOwner(AppError):
+class LastOwner(DomainError):
     """A project without an owner could never be deleted or handed over again."""
 
     reason = "LAST_OWNER"
     situation = "removing or demoting the last owner"
     code = Code.FAILED_PRECONDITION
-    metadata_keys = ("project_id",)
+    template = "project {project_id!r} must keep at least one owner"
 
-    def __init__(self, project_id: str) -> None:
-        super().__init__(f"project {project_id!r} must keep at least one owner", metadata={"project_id": project_id})
+    project_id: str

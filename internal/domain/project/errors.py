@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from connectrpc.code import Code
 
-from internal.errors import AppError
+from internal.errors import DomainError
 
 
-class ProjectNameTaken(AppError):
+class ProjectNameTaken(DomainError):
     reason = "PROJECT_NAME_TAKEN"
     situation = "duplicate project name"
     code = Code.ALREADY_EXISTS
-    metadata_keys = ("name",)
+    template = "a project named {name!r} already exists"
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"a project named {name!r} already exists", metadata={"name": name})
+    name: str

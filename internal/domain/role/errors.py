@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from connectrpc.code import Code
 
-from internal.errors import AppError
+from internal.errors import AppError, DomainError
 
 
 class RoleNotFound(AppError):
@@ -23,37 +23,33 @@ class RoleNotFound(AppError):
         super().__init__(message, metadata={"role_ids": joined})
 
 
-class RoleNameTaken(AppError):
+class RoleNameTaken(DomainError):
     reason = "ROLE_NAME_TAKEN"
     situation = "duplicate role name"
     code = Code.ALREADY_EXISTS
-    metadata_keys = ("name",)
+    template = "a role named {name!r} already exists"
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"a role named {name!r} already exists", metadata={"name": name})
+    name: str
 
 
-class RoleBuiltin(AppError):
+class RoleBuiltin(DomainError):
     """Memberships refer to the built-in roles by name, so those are never renamed or deleted."""
 
     reason = "ROLE_BUILTIN"
     situation = "changing or deleting a built-in role"
     code = Code.FAILED_PRECONDITION
-    metadata_keys = ("role_id", "name")
+    template = "built-in role {name!r} cannot be renamed or deleted"
 
-    def __init__(self, role_id: str, name: str) -> None:
-        super().__init__(
-            f"built-in role {name!r} cannot be renamed or deleted", metadata={"role_id": role_id, "name": name}
-        )
+    role_id: str
+    name: str
 
 
-class RoleInUse(AppError):
+class RoleInUse(DomainError):
     """Deleting a role someone holds would silently take their permissions away."""
 
     reason = "ROLE_IN_USE"
     situation = "deleting a role someone holds"
     code = Code.FAILED_PRECONDITION
-    metadata_keys = ("role_id",)
+    template = "role {role_id!r} is assigned to users; unassign it first"
 
-    def __init__(self, role_id: str) -> None:
-        super().__init__(f"role {role_id!r} is assigned to users; unassign it first", metadata={"role_id": role_id})
+    role_id: str

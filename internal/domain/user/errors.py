@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from connectrpc.code import Code
 
-from internal.errors import AppError
+from internal.errors import AppError, DomainError
 
 
 class UserNotFound(AppError):
@@ -23,23 +23,21 @@ class UserNotFound(AppError):
         super().__init__(message, metadata={"user_ids": joined})
 
 
-class UserEmailTaken(AppError):
+class UserEmailTaken(DomainError):
     reason = "USER_EMAIL_TAKEN"
     situation = "duplicate user email"
     code = Code.ALREADY_EXISTS
-    metadata_keys = ("email",)
+    template = "a user with email {email!r} already exists"
 
-    def __init__(self, email: str) -> None:
-        super().__init__(f"a user with email {email!r} already exists", metadata={"email": email})
+    email: str
 
 
-class CannotDeactivateSelf(AppError):
+class CannotDeactivateSelf(DomainError):
     """Deactivating oneself could lock the last administrator out for good."""
 
     reason = "CANNOT_DEACTIVATE_SELF"
     situation = "deactivating oneself"
     code = Code.FAILED_PRECONDITION
-    metadata_keys = ("user_id",)
+    template = "a user cannot deactivate themselves"
 
-    def __init__(self, user_id: str) -> None:
-        super().__init__("a user cannot deactivate themselves", metadata={"user_id": user_id})
+    user_id: str
