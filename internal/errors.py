@@ -122,6 +122,26 @@ def _fields_init(fields: tuple[str, ...]) -> Any:
     return __init__
 
 
+class UnknownIds(AppError):
+    """Ids a call named that do not exist: all of them, so a client can fix the whole request at
+    once, comma-joined under `<noun>_ids` (one id too: one shape per reason)."""
+
+    noun: ClassVar[str]
+    code = Code.NOT_FOUND
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if "noun" in vars(cls):
+            cls.metadata_keys = (f"{cls.noun}_ids",)
+        super().__init_subclass__(**kwargs)
+
+    def __init__(self, *ids: str) -> None:
+        if not ids:
+            raise TypeError(f"{type(self).__name__} needs at least one id")
+        joined = ",".join(ids)
+        message = f"{self.noun} {ids[0]!r} not found" if len(ids) == 1 else f"{self.noun}s not found: {joined}"
+        super().__init__(message, metadata={self.metadata_keys[0]: joined})
+
+
 class InvalidArgument(AppError):
     """The request breaks a rule of the contract; `violations` says which fields."""
 

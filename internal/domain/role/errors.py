@@ -4,23 +4,13 @@ from __future__ import annotations
 
 from connectrpc.code import Code
 
-from internal.errors import AppError, DomainError
+from internal.errors import DomainError, UnknownIds
 
 
-class RoleNotFound(AppError):
-    """Unknown role(s): every id a call named that does not exist, comma-joined (one id too)."""
-
+class RoleNotFound(UnknownIds):
     reason = "ROLE_NOT_FOUND"
     situation = "unknown role(s) (every unknown id of the call)"
-    code = Code.NOT_FOUND
-    metadata_keys = ("role_ids",)
-
-    def __init__(self, *role_ids: str) -> None:
-        if not role_ids:
-            raise TypeError("RoleNotFound needs at least one id")
-        joined = ",".join(role_ids)
-        message = f"role {role_ids[0]!r} not found" if len(role_ids) == 1 else f"roles not found: {joined}"
-        super().__init__(message, metadata={"role_ids": joined})
+    noun = "role"
 
 
 class RoleNameTaken(DomainError):

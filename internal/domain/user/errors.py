@@ -4,23 +4,13 @@ from __future__ import annotations
 
 from connectrpc.code import Code
 
-from internal.errors import AppError, DomainError
+from internal.errors import DomainError, UnknownIds
 
 
-class UserNotFound(AppError):
-    """Unknown user(s): every id a call named that does not exist, comma-joined (one id too)."""
-
+class UserNotFound(UnknownIds):
     reason = "USER_NOT_FOUND"
     situation = "unknown user(s) (every unknown id of the call)"
-    code = Code.NOT_FOUND
-    metadata_keys = ("user_ids",)
-
-    def __init__(self, *user_ids: str) -> None:
-        if not user_ids:
-            raise TypeError("UserNotFound needs at least one id")
-        joined = ",".join(user_ids)
-        message = f"user {user_ids[0]!r} not found" if len(user_ids) == 1 else f"users not found: {joined}"
-        super().__init__(message, metadata={"user_ids": joined})
+    noun = "user"
 
 
 class UserEmailTaken(DomainError):
