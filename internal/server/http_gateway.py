@@ -22,11 +22,10 @@ from connectrpc.errors import ConnectError
 from connectrpc.method import MethodInfo
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.symbol_database import Default as default_symbols
-from google.rpc import error_details_pb2
 
 from internal.errors import (
-    ERROR_DOMAIN,
     AppError,
+    DeadlineExceeded,
     InternalError,
     MalformedRequest,
     MethodNotAllowed,
@@ -114,14 +113,6 @@ def _has_reason(body: Mapping[str, Any]) -> bool:
 
 
 # A library-made error (no ErrorInfo) gets the reason its code stands for in our table.
-_REASON_BY_CODE = {Code.INVALID_ARGUMENT: MalformedRequest.reason, Code.RESOURCE_EXHAUSTED: RequestTooLarge.reason}
-
-
-def with_reason(code: Code, message: str) -> ConnectError:
-    reason = _REASON_BY_CODE.get(code, code.name)
-    return ConnectError(code, message, details=[error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)])
-
-
 @dataclass(frozen=True, slots=True)
 class CorsPolicy:
     allowed_origins: frozenset[str]
@@ -144,13 +135,6 @@ class _ErrorResponse(Exception):
         self.error = error if isinstance(error, ConnectError) else to_connect_error(error)
 
 
-# An inner response with no Connect body gets one; the code follows the HTTP status.
-# (Requests are admitted first, see http_admission; this is the backstop.)
-_CODE_BY_BARE_STATUS = {
-    404: (Code.UNIMPLEMENTED, "no such procedure"),
-    405: (Code.UNIMPLEMENTED, "method not allowed for this procedure"),
-    415: (Code.INVALID_ARGUMENT, "unsupported content-type; use application/json or application/proto"),
-}
 _BACKSTOP_BODY_LIMIT = 64 * 1024
 
 
@@ -334,17 +318,27 @@ class HttpGateway:
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
         code_name = str(parsed.get("code", "")).upper() if isinstance(parsed, dict) else ""
-        if code_name in ("UNKNOWN", "INTERNAL"):
-            # The library's text for an unexpected failure may quote its cause: logged, never sent.
-            log.warning("library error replaced by internal", status=status, message=str(parsed.get("message"))[:300])
-            status, error = 500, to_connect_error(InternalError())
-        elif code_name in Code.__members__:
-            error = with_reason(Code[code_name], str(parsed.get("message", "")))
-        else:
-            code, text = _CODE_BY_BARE_STATUS.get(status, (Code.UNKNOWN, "request failed"))
-            error = with_reason(code, text)
+        message = str(parsed.get("message", "")) if isinstance(parsed, dict) else ""
+        known = self._backstop(code_name, message)
+        if known is None:
+            # Admission refuses what connectrpc would refuse bare (404, 405, 415), and its text for an
+            # unexpected failure may quote the cause: logged, and answered as our internal error.
+            log.warning("library error replaced by internal", status=status, code=code_name, message=message[:300])
+            known = InternalError()
+        status, payload = connect_error_body(to_connect_error(known), known.http_status)
         extra = [(k, v) for k, v in start.get("headers", ()) if k.lower() in (b"allow", b"accept-post")]
-        await self._send_raw(send, status, connect_error_body(error)[1], extra=extra)
+        await self._send_raw(send, status, payload, extra=extra)
+
+    def _backstop(self, code_name: str, message: str) -> AppError | None:
+        """The one error class a library-made error stands for (so every reason a client receives is
+        a documented class with its metadata), or None."""
+        if code_name == Code.INVALID_ARGUMENT.name:
+            return MalformedRequest(message or "malformed request")
+        if code_name == Code.RESOURCE_EXHAUSTED.name:
+            return RequestTooLarge(self._max)
+        if code_name == Code.DEADLINE_EXCEEDED.name:
+            return DeadlineExceeded()
+        return None
 
     async def _preflight(self, scope: Scope, send: Send, *, cors_ok: bool, origin: str | None) -> None:
         requested_method = _header(scope, b"access-control-request-method")
