@@ -83,20 +83,10 @@ class AppError(Exception):
 
 @dataclass_transform()
 class DomainError(AppError):
-    """An error a domain declares rather than writes: its fields (annotated `str`) are its ErrorInfo
-    metadata keys, in order, and fill its message template. The type checker sees the constructor
-    the fields make (`EmployeeNotFound(project_id, employee_id)`), so a raise site cannot pass
-    another shape.
-
-        class EmployeeNotFound(DomainError):
-            reason = "EMPLOYEE_NOT_FOUND"
-            situation = "unknown employee"
-            code = Code.NOT_FOUND
-            template = "employee {employee_id!r} not found in project {project_id!r}"
-
-            project_id: str
-            employee_id: str
-    """
+    """An error a domain declares rather than writes (internal/domain/employee/errors.py): its
+    fields (annotated `str`) are its ErrorInfo metadata keys, in order, and fill its message
+    `template`. The type checker sees the constructor the fields make
+    (`EmployeeNotFound(project_id, employee_id)`), so a raise site cannot pass another shape."""
 
     template: ClassVar[str]
 

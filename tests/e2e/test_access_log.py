@@ -4,9 +4,6 @@ type, no route), the id in the answer is the id of exactly one line, which says 
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,7 @@ import pytest
 
 from tests.e2e.clients import bearer, free_port
 from tests.e2e.test_log_pipeline import json_lines
-from tests.e2e.test_process import ALTALUNE, bootstrap_token, serve_env, wait_until_ready
+from tests.e2e.test_process import bootstrap_token, serve_env, serving, stopped
 
 pytestmark = pytest.mark.e2e
 
@@ -40,12 +37,8 @@ async def test_every_request_has_one_id_and_one_access_line(database_url: str, t
         database_url, tmp_path / "secrets", grpc_port, http_port, ALTALUNE_LOCAL_ISSUER="on", ALTALUNE_LOG_FORMAT="json"
     )
     token, _ = await bootstrap_token(env)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ALTALUNE), "serve", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
     answered: dict[str, str] = {}  # what the request was -> the id in its answer
-    try:
-        await wait_until_ready(http_port, process)
+    async with serving(env) as process:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
             ok = await http.post(
                 "/api" + "/altalune.v1.ProjectService/CreateProject",
@@ -64,12 +57,7 @@ async def test_every_request_has_one_id_and_one_access_line(database_url: str, t
             answered["grpc refused by the chain"] = await _grpc_call(channel, GET_PROJECT, b"", "access-log-grpc")
             answered["grpc unknown procedure"] = await _grpc_call(channel, "/altalune.v1.Nope/Nope", b"", None)
             answered["grpc malformed body"] = await _grpc_call(channel, GET_PROJECT, b"\xff\xff\xff", None)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(process.communicate(), 20)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        _, stderr = await stopped(process)
 
     assert answered["connect served"] == "access-log-connect"
     assert answered["http no route"] == "access-log-no-route"

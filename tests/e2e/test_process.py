@@ -14,6 +14,8 @@ import os
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -52,6 +54,27 @@ async def wait_until_ready(http_port: int, process: asyncio.subprocess.Process) 
                 pass
             await asyncio.sleep(0.05)
     raise AssertionError("the server did not become ready within 15 s")
+
+
+@asynccontextmanager
+async def serving(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`altalune serve` as a real process, ready on its HTTP port; killed if the block leaves it running."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ALTALUNE), "serve", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await wait_until_ready(int(env["ALTALUNE_HTTP_PORT"]), process)
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def stopped(process: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
+    """SIGTERM, then everything it printed (stdout, stderr)."""
+    process.send_signal(signal.SIGTERM)
+    return await asyncio.wait_for(process.communicate(), 20)
 
 
 async def run_altalune(env: dict[str, str], *args: str) -> tuple[int, str, str]:
