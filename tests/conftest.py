@@ -23,6 +23,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -244,15 +245,22 @@ async def container(database_url: str) -> AsyncIterator[Container]:
         await built.close()
 
 
-@pytest_asyncio.fixture(scope="module")
-async def server(module_database_url: str) -> AsyncIterator[AltaluneServer]:
-    """A real server (both ports, on free ports) for one e2e module."""
-    running = AltaluneServer(test_settings(), module_database_url)
+@asynccontextmanager
+async def running_server(database_url: str, **settings: str) -> AsyncIterator[AltaluneServer]:
+    """A real server (both ports, on free ports) with the test settings plus these, stopped after."""
+    running = AltaluneServer(test_settings(**settings), database_url)
     await running.start()
     try:
         yield running
     finally:
         await running.stop()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def server(module_database_url: str) -> AsyncIterator[AltaluneServer]:
+    """A real server for one e2e module."""
+    async with running_server(module_database_url) as running:
+        yield running
 
 
 def admin_token_for(server: AltaluneServer) -> str:

@@ -112,7 +112,6 @@ def _has_reason(body: Mapping[str, Any]) -> bool:
     )
 
 
-# A library-made error (no ErrorInfo) gets the reason its code stands for in our table.
 @dataclass(frozen=True, slots=True)
 class CorsPolicy:
     allowed_origins: frozenset[str]
@@ -126,13 +125,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key.lower() == name:
             return str(value.decode("latin-1"))
     return None
-
-
-class _ErrorResponse(Exception):
-    def __init__(self, error: AppError | ConnectError) -> None:
-        super().__init__(str(error))
-        self.http_status = error.http_status if isinstance(error, AppError) else None
-        self.error = error if isinstance(error, ConnectError) else to_connect_error(error)
 
 
 _BACKSTOP_BODY_LIMIT = 64 * 1024
@@ -174,10 +166,6 @@ class HttpGateway:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, record: CallRecord) -> None:
         request_id = record.request_id
-        scope["headers"] = [
-            *((k, v) for k, v in scope.get("headers", ()) if k.lower() != b"x-request-id"),
-            (b"x-request-id", request_id.encode()),
-        ]
         origin = _header(scope, b"origin")
         cors_ok = self._cors.allows(origin)
         if origin is not None and not cors_ok:
@@ -240,23 +228,21 @@ class HttpGateway:
             if body is not None and grpc_web:
                 check_grpc_web_body(body, headers)
         except AppError as refused:
-            await self._refuse(send, _ErrorResponse(refused), grpc_web=grpc_web)
-            return
-        except _ErrorResponse as failure:
-            await self._refuse(send, failure, grpc_web=grpc_web)
+            await self._refuse(send, refused, grpc_web=grpc_web)
             return
         if body is None:
             return  # client went away
         inner_scope = {**scope, "path": path[len(self._prefix) :], "raw_path": None, "root_path": ""}
         await self._app(inner_scope, _replay(body, receive), self._ensure_connect_body(send))
 
-    async def _refuse(self, send: Send, failure: _ErrorResponse, *, grpc_web: bool) -> None:
+    async def _refuse(self, send: Send, refused: AppError, *, grpc_web: bool) -> None:
         """A refusal in the caller's framing: gRPC-Web trailers (HTTP 200), or a Connect JSON error."""
+        error = to_connect_error(refused)
         if not grpc_web:
-            await self._send_error(send, failure.error, status=failure.http_status)
+            await self._send_error(send, error, status=refused.http_status)
             return
-        _noted(failure.error)
-        body = grpc_web_error_body(failure.error)
+        _noted(error)
+        body = grpc_web_error_body(error)
         headers = [(b"content-type", b"application/grpc-web+proto"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -267,9 +253,9 @@ class HttpGateway:
         if declared is not None:
             try:
                 if int(declared) > self._max:
-                    raise _ErrorResponse(RequestTooLarge(self._max))
+                    raise RequestTooLarge(self._max)
             except ValueError:
-                raise _ErrorResponse(MalformedRequest("invalid content-length")) from None
+                raise MalformedRequest("invalid content-length") from None
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -279,7 +265,7 @@ class HttpGateway:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max:
-                raise _ErrorResponse(RequestTooLarge(self._max))
+                raise RequestTooLarge(self._max)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)

@@ -30,12 +30,8 @@ pytestmark = pytest.mark.e2e
 @pytest_asyncio.fixture
 async def server_without_database() -> AsyncIterator[AltaluneServer]:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/altalune?connect_timeout=1"
-    running = AltaluneServer(conftest.test_settings(ALTALUNE_MAX_DEADLINE_MS="1000"), url)
-    await running.start()
-    try:
+    async with conftest.running_server(url, ALTALUNE_MAX_DEADLINE_MS="1000") as running:
         yield running
-    finally:
-        await running.stop()
 
 
 async def test_without_a_database_health_and_readiness_say_so_and_calls_are_unavailable(

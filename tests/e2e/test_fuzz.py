@@ -1291,15 +1291,10 @@ def server_log(capfd: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]
 async def fuzzed_server(module_database_url: str) -> AsyncIterator[AltaluneServer]:
     """A server whose every wait is shorter than CALL_TIMEOUT_S (deadline, headers), so a call
     still unanswered at the client's timeout is a real hang, not a call waiting out a 30 s deadline."""
-    settings = conftest.test_settings(
-        ALTALUNE_MAX_DEADLINE_MS=str(int(SERVER_DEADLINE_S * 1000)), ALTALUNE_HEADER_TIMEOUT_S="3"
-    )
-    running = AltaluneServer(settings, module_database_url)
-    await running.start()
-    try:
+    async with conftest.running_server(
+        module_database_url, ALTALUNE_MAX_DEADLINE_MS=str(int(SERVER_DEADLINE_S * 1000)), ALTALUNE_HEADER_TIMEOUT_S="3"
+    ) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 @pytest_asyncio.fixture(scope="module")

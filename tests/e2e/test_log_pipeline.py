@@ -5,10 +5,7 @@ stderr line by line never meets plain text."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.e2e.clients import bearer, free_port
-from tests.e2e.test_process import ALTALUNE, bootstrap_token, run_altalune, serve_env, wait_until_ready
+from tests.e2e.test_process import bootstrap_token, run_altalune, serve_env, serving, stopped
 
 pytestmark = pytest.mark.e2e
 
@@ -53,11 +50,7 @@ async def test_every_line_the_serve_command_writes_is_json(database_url: str, tm
     token, bootstrap_log = await bootstrap_token(env)
     json_lines(bootstrap_log)
 
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ALTALUNE), "serve", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        await wait_until_ready(http_port, process)
+    async with serving(env) as process:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
             assert (await http.get("/healthz")).status_code == 200
             reply = await http.post(
@@ -69,12 +62,7 @@ async def test_every_line_the_serve_command_writes_is_json(database_url: str, tm
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert health.status == health_pb2.HealthCheckResponse.SERVING
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = await asyncio.wait_for(process.communicate(), 20)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        stdout, stderr = await stopped(process)
 
     assert process.returncode == 0, stderr.decode()
     records = json_lines(stderr.decode())

@@ -128,17 +128,10 @@ def jwks_clock(monkeypatch: pytest.MonkeyPatch) -> ShiftedClock:
 
 @pytest_asyncio.fixture
 async def oidc_server(database_url: str, jwks: JwksServer) -> AsyncIterator[AltaluneServer]:
-    settings = conftest.test_settings(
-        ALTALUNE_OIDC_ISSUER=ISSUER,
-        ALTALUNE_OIDC_AUDIENCE=AUDIENCE,
-        ALTALUNE_OIDC_JWKS_URL=jwks.url,
-    )
-    running = AltaluneServer(settings, database_url)
-    await running.start()
-    try:
+    async with conftest.running_server(
+        database_url, ALTALUNE_OIDC_ISSUER=ISSUER, ALTALUNE_OIDC_AUDIENCE=AUDIENCE, ALTALUNE_OIDC_JWKS_URL=jwks.url
+    ) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest_asyncio.fixture
 async def single_call_server(database_url: str) -> AsyncIterator[AltaluneServer]:
-    running = AltaluneServer(conftest.test_settings(ALTALUNE_MAX_CONCURRENT_CALLS="1"), database_url)
-    await running.start()
-    try:
+    async with conftest.running_server(database_url, ALTALUNE_MAX_CONCURRENT_CALLS="1") as running:
         yield running
-    finally:
-        await running.stop()
 
 
 async def test_a_call_beyond_the_concurrency_limit_is_refused_with_retry_info_on_every_transport(

@@ -457,12 +457,8 @@ async def test_a_call_stuck_on_a_row_lock_ends_with_deadline_exceeded_and_its_st
 @pytest_asyncio.fixture
 async def private_server(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[AltaluneServer]:
     env: dict[str, str] = getattr(request, "param", {})
-    running = AltaluneServer(conftest.test_settings(**env), database_url)
-    await running.start()
-    try:
+    async with conftest.running_server(database_url, **env) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 @pytest.mark.parametrize("private_server", [{"ALTALUNE_MAX_DEADLINE_MS": "300"}], indirect=True)

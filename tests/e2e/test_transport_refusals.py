@@ -45,18 +45,14 @@ EMPTY_FRAME = b"\x00\x00\x00\x00\x00"
 @pytest_asyncio.fixture
 async def guarded(database_url: str) -> AsyncIterator[AltaluneServer]:
     """A server with small limits, so the guards can be reached quickly."""
-    settings = conftest.test_settings(
+    async with conftest.running_server(
+        database_url,
         ALTALUNE_HEADER_TIMEOUT_S="0.5",
         ALTALUNE_MAX_CONNECTIONS="4",
         ALTALUNE_MAX_DEADLINE_MS="1000",
         ALTALUNE_GRPC_MAX_CONNECTION_AGE_S="1",
-    )
-    running = AltaluneServer(settings, database_url)
-    await running.start()
-    try:
+    ) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 # --- Connect and gRPC-Web mistakes on the HTTP port -------------------------------------------
