@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 from altalune.v1 import access_pb2 as altalune_dot_v1_dot_access__pb2
 from altalune.v1 import common_pb2 as altalune_dot_v1_dot_common__pb2
+from altalune.v1 import event_pb2 as altalune_dot_v1_dot_event__pb2
 from altalune.v1 import rules_pb2 as altalune_dot_v1_dot_rules__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61ltalune/v1/api_key.proto\x12\x0b\x61ltalune.v1\x1a\x18\x61ltalune/v1/access.proto\x1a\x18\x61ltalune/v1/common.proto\x1a\x17\x61ltalune/v1/rules.proto\x1a\x1b\x62uf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x03\n\x06\x41piKey\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n\x06prefix\x18\x04 \x01(\tR\x06prefix\x12\x16\n\x06scopes\x18\x05 \x03(\tR\x06scopes\x12\x16\n\x06\x61\x63tive\x18\x06 \x01(\x08R\x06\x61\x63tive\x12\x39\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\texpiresAt\x12<\n\x0clast_used_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nlastUsedAt\x12\x39\n\ncreated_at\x18\x62 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x63 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\"\x9b\x02\n\x13\x43reateApiKeyRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12?\n\x04name\x18\x02 \x01(\tB+\xbaH(r#\x10\x01\x18\x64\x32\x1d^[A-Za-z0-9][A-Za-z0-9 ._-]*$\xc8\x01\x01R\x04name\x12G\n\x06scopes\x18\x03 \x03(\tB/\xbaH,\x92\x01)\x08\x01\x10\x32\x18\x01\"!r\x1f\x18\x64\x32\x1b^[a-z][a-z_]*:[a-z][a-z_]*$R\x06scopes\x12M\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x12\xbaH\x0f\xb2\x01\t@\x01J\x05\x08\x80\xce\x89\x1e\xc8\x01\x01R\texpiresAt\"\\\n\x14\x43reateApiKeyResponse\x12,\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.altalune.v1.ApiKeyR\x06\x61piKey\x12\x16\n\x06secret\x18\x02 \x01(\tR\x06secret\"]\n\x10GetApiKeyRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"A\n\x11GetApiKeyResponse\x12,\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.altalune.v1.ApiKeyR\x06\x61piKey\"\xab\x04\n\x13UpdateApiKeyRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12?\n\x04name\x18\x03 \x01(\tB+\xbaH(r#\x10\x01\x18\x64\x32\x1d^[A-Za-z0-9][A-Za-z0-9 ._-]*$\xc8\x01\x01R\x04name\x12G\n\x06scopes\x18\x04 \x03(\tB/\xbaH,\x92\x01)\x08\x01\x10\x32\x18\x01\"!r\x1f\x18\x64\x32\x1b^[a-z][a-z_]*:[a-z][a-z_]*$R\x06scopes\x12M\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x12\xbaH\x0f\xb2\x01\t@\x01J\x05\x08\x80\xce\x89\x1e\xc8\x01\x01R\texpiresAt\x12\xef\x01\n\x0bupdate_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\xb1\x01\xbaH\xad\x01\xba\x01\xa6\x01\n\x11update_mask.paths\x12>paths must be a non-empty subset of [name, scopes, expires_at]\x1aQthis.paths.size() > 0 && this.paths.all(p, p in [\'name\', \'scopes\', \'expires_at\'])\xc8\x01\x01R\nupdateMask\"D\n\x14UpdateApiKeyResponse\x12,\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.altalune.v1.ApiKeyR\x06\x61piKey\"`\n\x13\x44\x65leteApiKeyRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"\x16\n\x14\x44\x65leteApiKeyResponse\"s\n\x13QueryApiKeysRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12/\n\x05query\x18\x02 \x01(\x0b\x32\x19.altalune.v1.QueryRequestR\x05query\"k\n\x14QueryApiKeysResponse\x12\'\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x13.altalune.v1.ApiKeyR\x04\x64\x61ta\x12*\n\x04meta\x18\x02 \x01(\x0b\x32\x16.altalune.v1.QueryMetaR\x04meta\"b\n\x15\x41\x63tivateApiKeyRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"F\n\x16\x41\x63tivateApiKeyResponse\x12,\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.altalune.v1.ApiKeyR\x06\x61piKey\"d\n\x17\x44\x65\x61\x63tivateApiKeyRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"H\n\x18\x44\x65\x61\x63tivateApiKeyResponse\x12,\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.altalune.v1.ApiKeyR\x06\x61piKey2\xd0\x06\n\rApiKeyService\x12s\n\x0c\x43reateApiKey\x12 .altalune.v1.CreateApiKeyRequest\x1a!.altalune.v1.CreateApiKeyResponse\"\x1e\xca\xf3\x18\x1a\n\x0c\x61pikey:write\x12\nproject_id\x12l\n\tGetApiKey\x12\x1d.altalune.v1.GetApiKeyRequest\x1a\x1e.altalune.v1.GetApiKeyResponse\" \x90\x02\x01\xca\xf3\x18\x19\n\x0b\x61pikey:read\x12\nproject_id\x12s\n\x0cUpdateApiKey\x12 .altalune.v1.UpdateApiKeyRequest\x1a!.altalune.v1.UpdateApiKeyResponse\"\x1e\xca\xf3\x18\x1a\n\x0c\x61pikey:write\x12\nproject_id\x12t\n\x0c\x44\x65leteApiKey\x12 .altalune.v1.DeleteApiKeyRequest\x1a!.altalune.v1.DeleteApiKeyResponse\"\x1f\xca\xf3\x18\x1b\n\rapikey:delete\x12\nproject_id\x12u\n\x0cQueryApiKeys\x12 .altalune.v1.QueryApiKeysRequest\x1a!.altalune.v1.QueryApiKeysResponse\" \x90\x02\x01\xca\xf3\x18\x19\n\x0b\x61pikey:read\x12\nproject_id\x12y\n\x0e\x41\x63tivateApiKey\x12\".altalune.v1.ActivateApiKeyRequest\x1a#.altalune.v1.ActivateApiKeyResponse\"\x1e\xca\xf3\x18\x1a\n\x0c\x61pikey:write\x12\nproject_id\x12\x7f\n\x10\x44\x65\x61\x63tivateApiKey\x12$.altalune.v1.DeactivateApiKeyRequest\x1a%.altalune.v1.DeactivateApiKeyResponse\"\x1e\xca\xf3\x18\x1a\n\x0c\x61pikey:write\x12\nproject_idb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61ltalune/v1/api_key.proto\x12\x0b\x61ltalune.v1\x1a\x18\x61ltalune/v1/access.proto\x1a\x18\x61ltalune/v1/common.proto\x1a\x17\x61ltalune/v1/event.proto\x1a\x17\x61ltalune/v1/rules.proto\x1a\x1b\x62uf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x03\n\x06\x41piKey\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n\x06prefix\x18\x04 \x01(\tR\x06prefix\x12\x16\n\x06scopes\x18\x05 \x03(\tR\x06scopes\x12\x16\n\x06\x61\x63tive\x18\x06 \x01(\x08R\x06\x61\x63tive\x12\x39\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\texpiresAt\x12<\n\x0clast_used_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nlastUsedAt\x12\x12\n\x04\x65tag\x18\x61 \x01(\tR\x04\x65tag\x12\x39\n\ncreated_at\x18\x62 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x63 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc7\x02\n\x13\x43reateApiKeyRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12?\n\x04name\x18\x02 \x01(\tB+\xbaH(r#\x10\x01\x18\x64\x32\x1d^[A-Za-z0-9][A-Za-z0-9 ._-]*$\xc8\x01\x01R\x04name\x12G\n\x06scopes\x18\x03 \x03(\tB/\xbaH,\x92\x01)\x08\x01\x10\x32\x18\x01\"!r\x1f\x18\x64\x32\x1b^[a-z][a-z_]*:[a-z][a-z_]*$R\x06scopes\x12M\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x12\xbaH\x0f\xb2\x01\t@\x01J\x05\x08\x80\xce\x89\x1e\xc8\x01\x01R\texpiresAt\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\"a\n\x14\x43reateApiKeyResponse\x12,\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.altalune.v1.ApiKeyR\x06\x61piKey\x12\x1b\n\x06secret\x18\x02 \x01(\tB\x03\x80\x01\x01R\x06secret\"]\n\x10GetApiKeyRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"A\n\x11GetApiKeyResponse\x12,\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.altalune.v1.ApiKeyR\x06\x61piKey\"\xf4\x04\n\x13UpdateApiKeyRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12?\n\x04name\x18\x03 \x01(\tB+\xbaH(r#\x10\x01\x18\x64\x32\x1d^[A-Za-z0-9][A-Za-z0-9 ._-]*$\xc8\x01\x01R\x04name\x12G\n\x06scopes\x18\x04 \x03(\tB/\xbaH,\x92\x01)\x08\x01\x10\x32\x18\x01\"!r\x1f\x18\x64\x32\x1b^[a-z][a-z_]*:[a-z][a-z_]*$R\x06scopes\x12M\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x12\xbaH\x0f\xb2\x01\t@\x01J\x05\x08\x80\xce\x89\x1e\xc8\x01\x01R\texpiresAt\x12\xef\x01\n\x0bupdate_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\xb1\x01\xbaH\xad\x01\xba\x01\xa6\x01\n\x11update_mask.paths\x12>paths must be a non-empty subset of [name, scopes, expires_at]\x1aQthis.paths.size() > 0 && this.paths.all(p, p in [\'name\', \'scopes\', \'expires_at\'])\xc8\x01\x01R\nupdateMask\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\x12\x1b\n\x04\x65tag\x18[ \x01(\tB\x07\xbaH\x04r\x02\x18@R\x04\x65tag\"D\n\x14UpdateApiKeyResponse\x12,\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.altalune.v1.ApiKeyR\x06\x61piKey\"\xa9\x01\n\x13\x44\x65leteApiKeyRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\x12\x1b\n\x04\x65tag\x18[ \x01(\tB\x07\xbaH\x04r\x02\x18@R\x04\x65tag\"\x16\n\x14\x44\x65leteApiKeyResponse\"s\n\x13QueryApiKeysRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12/\n\x05query\x18\x02 \x01(\x0b\x32\x19.altalune.v1.QueryRequestR\x05query\"k\n\x14QueryApiKeysResponse\x12\'\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x13.altalune.v1.ApiKeyR\x04\x64\x61ta\x12*\n\x04meta\x18\x02 \x01(\x0b\x32\x16.altalune.v1.QueryMetaR\x04meta\"\x8e\x01\n\x15\x41\x63tivateApiKeyRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\"F\n\x16\x41\x63tivateApiKeyResponse\x12,\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.altalune.v1.ApiKeyR\x06\x61piKey\"\x90\x01\n\x17\x44\x65\x61\x63tivateApiKeyRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\"H\n\x18\x44\x65\x61\x63tivateApiKeyResponse\x12,\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.altalune.v1.ApiKeyR\x06\x61piKey2\xa6\x07\n\rApiKeyService\x12\x80\x01\n\x0c\x43reateApiKey\x12 .altalune.v1.CreateApiKeyRequest\x1a!.altalune.v1.CreateApiKeyResponse\"+\xca\xf3\x18\x1a\n\x0c\x61pikey:write\x12\nproject_id\xd2\xf3\x18\t\n\x07\x61pi_key\x12l\n\tGetApiKey\x12\x1d.altalune.v1.GetApiKeyRequest\x1a\x1e.altalune.v1.GetApiKeyResponse\" \x90\x02\x01\xca\xf3\x18\x19\n\x0b\x61pikey:read\x12\nproject_id\x12\x84\x01\n\x0cUpdateApiKey\x12 .altalune.v1.UpdateApiKeyRequest\x1a!.altalune.v1.UpdateApiKeyResponse\"/\xca\xf3\x18\x1a\n\x0c\x61pikey:write\x12\nproject_id\xd2\xf3\x18\r\n\x07\x61pi_key\x12\x02id\x12\x85\x01\n\x0c\x44\x65leteApiKey\x12 .altalune.v1.DeleteApiKeyRequest\x1a!.altalune.v1.DeleteApiKeyResponse\"0\xca\xf3\x18\x1b\n\rapikey:delete\x12\nproject_id\xd2\xf3\x18\r\n\x07\x61pi_key\x12\x02id\x12u\n\x0cQueryApiKeys\x12 .altalune.v1.QueryApiKeysRequest\x1a!.altalune.v1.QueryApiKeysResponse\" \x90\x02\x01\xca\xf3\x18\x19\n\x0b\x61pikey:read\x12\nproject_id\x12\x8a\x01\n\x0e\x41\x63tivateApiKey\x12\".altalune.v1.ActivateApiKeyRequest\x1a#.altalune.v1.ActivateApiKeyResponse\"/\xca\xf3\x18\x1a\n\x0c\x61pikey:write\x12\nproject_id\xd2\xf3\x18\r\n\x07\x61pi_key\x12\x02id\x12\x90\x01\n\x10\x44\x65\x61\x63tivateApiKey\x12$.altalune.v1.DeactivateApiKeyRequest\x1a%.altalune.v1.DeactivateApiKeyResponse\"/\xca\xf3\x18\x1a\n\x0c\x61pikey:write\x12\nproject_id\xd2\xf3\x18\r\n\x07\x61pi_key\x12\x02idb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,6 +46,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEAPIKEYREQUEST'].fields_by_name['scopes']._serialized_options = b'\272H,\222\001)\010\001\0202\030\001\"!r\037\030d2\033^[a-z][a-z_]*:[a-z][a-z_]*$'
   _globals['_CREATEAPIKEYREQUEST'].fields_by_name['expires_at']._loaded_options = None
   _globals['_CREATEAPIKEYREQUEST'].fields_by_name['expires_at']._serialized_options = b'\272H\017\262\001\t@\001J\005\010\200\316\211\036\310\001\001'
+  _globals['_CREATEAPIKEYREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEAPIKEYREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_CREATEAPIKEYRESPONSE'].fields_by_name['secret']._loaded_options = None
+  _globals['_CREATEAPIKEYRESPONSE'].fields_by_name['secret']._serialized_options = b'\200\001\001'
   _globals['_GETAPIKEYREQUEST'].fields_by_name['project_id']._loaded_options = None
   _globals['_GETAPIKEYREQUEST'].fields_by_name['project_id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
   _globals['_GETAPIKEYREQUEST'].fields_by_name['id']._loaded_options = None
@@ -61,64 +66,76 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEAPIKEYREQUEST'].fields_by_name['expires_at']._serialized_options = b'\272H\017\262\001\t@\001J\005\010\200\316\211\036\310\001\001'
   _globals['_UPDATEAPIKEYREQUEST'].fields_by_name['update_mask']._loaded_options = None
   _globals['_UPDATEAPIKEYREQUEST'].fields_by_name['update_mask']._serialized_options = b'\272H\255\001\272\001\246\001\n\021update_mask.paths\022>paths must be a non-empty subset of [name, scopes, expires_at]\032Qthis.paths.size() > 0 && this.paths.all(p, p in [\'name\', \'scopes\', \'expires_at\'])\310\001\001'
+  _globals['_UPDATEAPIKEYREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_UPDATEAPIKEYREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_UPDATEAPIKEYREQUEST'].fields_by_name['etag']._loaded_options = None
+  _globals['_UPDATEAPIKEYREQUEST'].fields_by_name['etag']._serialized_options = b'\272H\004r\002\030@'
   _globals['_DELETEAPIKEYREQUEST'].fields_by_name['project_id']._loaded_options = None
   _globals['_DELETEAPIKEYREQUEST'].fields_by_name['project_id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
   _globals['_DELETEAPIKEYREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_DELETEAPIKEYREQUEST'].fields_by_name['id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
+  _globals['_DELETEAPIKEYREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_DELETEAPIKEYREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_DELETEAPIKEYREQUEST'].fields_by_name['etag']._loaded_options = None
+  _globals['_DELETEAPIKEYREQUEST'].fields_by_name['etag']._serialized_options = b'\272H\004r\002\030@'
   _globals['_QUERYAPIKEYSREQUEST'].fields_by_name['project_id']._loaded_options = None
   _globals['_QUERYAPIKEYSREQUEST'].fields_by_name['project_id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
   _globals['_ACTIVATEAPIKEYREQUEST'].fields_by_name['project_id']._loaded_options = None
   _globals['_ACTIVATEAPIKEYREQUEST'].fields_by_name['project_id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
   _globals['_ACTIVATEAPIKEYREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_ACTIVATEAPIKEYREQUEST'].fields_by_name['id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
+  _globals['_ACTIVATEAPIKEYREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_ACTIVATEAPIKEYREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_DEACTIVATEAPIKEYREQUEST'].fields_by_name['project_id']._loaded_options = None
   _globals['_DEACTIVATEAPIKEYREQUEST'].fields_by_name['project_id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
   _globals['_DEACTIVATEAPIKEYREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_DEACTIVATEAPIKEYREQUEST'].fields_by_name['id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
+  _globals['_DEACTIVATEAPIKEYREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_DEACTIVATEAPIKEYREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_APIKEYSERVICE'].methods_by_name['CreateApiKey']._loaded_options = None
-  _globals['_APIKEYSERVICE'].methods_by_name['CreateApiKey']._serialized_options = b'\312\363\030\032\n\014apikey:write\022\nproject_id'
+  _globals['_APIKEYSERVICE'].methods_by_name['CreateApiKey']._serialized_options = b'\312\363\030\032\n\014apikey:write\022\nproject_id\322\363\030\t\n\007api_key'
   _globals['_APIKEYSERVICE'].methods_by_name['GetApiKey']._loaded_options = None
   _globals['_APIKEYSERVICE'].methods_by_name['GetApiKey']._serialized_options = b'\220\002\001\312\363\030\031\n\013apikey:read\022\nproject_id'
   _globals['_APIKEYSERVICE'].methods_by_name['UpdateApiKey']._loaded_options = None
-  _globals['_APIKEYSERVICE'].methods_by_name['UpdateApiKey']._serialized_options = b'\312\363\030\032\n\014apikey:write\022\nproject_id'
+  _globals['_APIKEYSERVICE'].methods_by_name['UpdateApiKey']._serialized_options = b'\312\363\030\032\n\014apikey:write\022\nproject_id\322\363\030\r\n\007api_key\022\002id'
   _globals['_APIKEYSERVICE'].methods_by_name['DeleteApiKey']._loaded_options = None
-  _globals['_APIKEYSERVICE'].methods_by_name['DeleteApiKey']._serialized_options = b'\312\363\030\033\n\rapikey:delete\022\nproject_id'
+  _globals['_APIKEYSERVICE'].methods_by_name['DeleteApiKey']._serialized_options = b'\312\363\030\033\n\rapikey:delete\022\nproject_id\322\363\030\r\n\007api_key\022\002id'
   _globals['_APIKEYSERVICE'].methods_by_name['QueryApiKeys']._loaded_options = None
   _globals['_APIKEYSERVICE'].methods_by_name['QueryApiKeys']._serialized_options = b'\220\002\001\312\363\030\031\n\013apikey:read\022\nproject_id'
   _globals['_APIKEYSERVICE'].methods_by_name['ActivateApiKey']._loaded_options = None
-  _globals['_APIKEYSERVICE'].methods_by_name['ActivateApiKey']._serialized_options = b'\312\363\030\032\n\014apikey:write\022\nproject_id'
+  _globals['_APIKEYSERVICE'].methods_by_name['ActivateApiKey']._serialized_options = b'\312\363\030\032\n\014apikey:write\022\nproject_id\322\363\030\r\n\007api_key\022\002id'
   _globals['_APIKEYSERVICE'].methods_by_name['DeactivateApiKey']._loaded_options = None
-  _globals['_APIKEYSERVICE'].methods_by_name['DeactivateApiKey']._serialized_options = b'\312\363\030\032\n\014apikey:write\022\nproject_id'
-  _globals['_APIKEY']._serialized_start=216
-  _globals['_APIKEY']._serialized_end=602
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=605
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=888
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=890
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=982
-  _globals['_GETAPIKEYREQUEST']._serialized_start=984
-  _globals['_GETAPIKEYREQUEST']._serialized_end=1077
-  _globals['_GETAPIKEYRESPONSE']._serialized_start=1079
-  _globals['_GETAPIKEYRESPONSE']._serialized_end=1144
-  _globals['_UPDATEAPIKEYREQUEST']._serialized_start=1147
-  _globals['_UPDATEAPIKEYREQUEST']._serialized_end=1702
-  _globals['_UPDATEAPIKEYRESPONSE']._serialized_start=1704
-  _globals['_UPDATEAPIKEYRESPONSE']._serialized_end=1772
-  _globals['_DELETEAPIKEYREQUEST']._serialized_start=1774
-  _globals['_DELETEAPIKEYREQUEST']._serialized_end=1870
-  _globals['_DELETEAPIKEYRESPONSE']._serialized_start=1872
-  _globals['_DELETEAPIKEYRESPONSE']._serialized_end=1894
-  _globals['_QUERYAPIKEYSREQUEST']._serialized_start=1896
-  _globals['_QUERYAPIKEYSREQUEST']._serialized_end=2011
-  _globals['_QUERYAPIKEYSRESPONSE']._serialized_start=2013
-  _globals['_QUERYAPIKEYSRESPONSE']._serialized_end=2120
-  _globals['_ACTIVATEAPIKEYREQUEST']._serialized_start=2122
-  _globals['_ACTIVATEAPIKEYREQUEST']._serialized_end=2220
-  _globals['_ACTIVATEAPIKEYRESPONSE']._serialized_start=2222
-  _globals['_ACTIVATEAPIKEYRESPONSE']._serialized_end=2292
-  _globals['_DEACTIVATEAPIKEYREQUEST']._serialized_start=2294
-  _globals['_DEACTIVATEAPIKEYREQUEST']._serialized_end=2394
-  _globals['_DEACTIVATEAPIKEYRESPONSE']._serialized_start=2396
-  _globals['_DEACTIVATEAPIKEYRESPONSE']._serialized_end=2468
-  _globals['_APIKEYSERVICE']._serialized_start=2471
-  _globals['_APIKEYSERVICE']._serialized_end=3319
+  _globals['_APIKEYSERVICE'].methods_by_name['DeactivateApiKey']._serialized_options = b'\312\363\030\032\n\014apikey:write\022\nproject_id\322\363\030\r\n\007api_key\022\002id'
+  _globals['_APIKEY']._serialized_start=241
+  _globals['_APIKEY']._serialized_end=647
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=650
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=977
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=979
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=1076
+  _globals['_GETAPIKEYREQUEST']._serialized_start=1078
+  _globals['_GETAPIKEYREQUEST']._serialized_end=1171
+  _globals['_GETAPIKEYRESPONSE']._serialized_start=1173
+  _globals['_GETAPIKEYRESPONSE']._serialized_end=1238
+  _globals['_UPDATEAPIKEYREQUEST']._serialized_start=1241
+  _globals['_UPDATEAPIKEYREQUEST']._serialized_end=1869
+  _globals['_UPDATEAPIKEYRESPONSE']._serialized_start=1871
+  _globals['_UPDATEAPIKEYRESPONSE']._serialized_end=1939
+  _globals['_DELETEAPIKEYREQUEST']._serialized_start=1942
+  _globals['_DELETEAPIKEYREQUEST']._serialized_end=2111
+  _globals['_DELETEAPIKEYRESPONSE']._serialized_start=2113
+  _globals['_DELETEAPIKEYRESPONSE']._serialized_end=2135
+  _globals['_QUERYAPIKEYSREQUEST']._serialized_start=2137
+  _globals['_QUERYAPIKEYSREQUEST']._serialized_end=2252
+  _globals['_QUERYAPIKEYSRESPONSE']._serialized_start=2254
+  _globals['_QUERYAPIKEYSRESPONSE']._serialized_end=2361
+  _globals['_ACTIVATEAPIKEYREQUEST']._serialized_start=2364
+  _globals['_ACTIVATEAPIKEYREQUEST']._serialized_end=2506
+  _globals['_ACTIVATEAPIKEYRESPONSE']._serialized_start=2508
+  _globals['_ACTIVATEAPIKEYRESPONSE']._serialized_end=2578
+  _globals['_DEACTIVATEAPIKEYREQUEST']._serialized_start=2581
+  _globals['_DEACTIVATEAPIKEYREQUEST']._serialized_end=2725
+  _globals['_DEACTIVATEAPIKEYRESPONSE']._serialized_start=2727
+  _globals['_DEACTIVATEAPIKEYRESPONSE']._serialized_end=2799
+  _globals['_APIKEYSERVICE']._serialized_start=2802
+  _globals['_APIKEYSERVICE']._serialized_end=3736
 # @@protoc_insertion_point(module_scope)

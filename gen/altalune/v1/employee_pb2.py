@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 from altalune.v1 import access_pb2 as altalune_dot_v1_dot_access__pb2
 from altalune.v1 import common_pb2 as altalune_dot_v1_dot_common__pb2
+from altalune.v1 import event_pb2 as altalune_dot_v1_dot_event__pb2
 from altalune.v1 import rules_pb2 as altalune_dot_v1_dot_rules__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61ltalune/v1/employee.proto\x12\x0b\x61ltalune.v1\x1a\x18\x61ltalune/v1/access.proto\x1a\x18\x61ltalune/v1/common.proto\x1a\x17\x61ltalune/v1/rules.proto\x1a\x1b\x62uf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x02\n\x08\x45mployee\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n\x05\x65mail\x18\x04 \x01(\tR\x05\x65mail\x12\x12\n\x04role\x18\x05 \x01(\tR\x04role\x12\x1e\n\ndepartment\x18\x06 \x01(\tR\ndepartment\x12\x33\n\x06status\x18\x07 \x01(\x0e\x32\x1b.altalune.v1.EmployeeStatusR\x06status\x12\x39\n\ncreated_at\x18\x62 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x63 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\"\xbe\x02\n\x15\x43reateEmployeeRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x41\n\x04name\x18\x02 \x01(\tB-\xbaH*r%\x10\x01\x18\x64\x32\x1f^[\\p{L}\\p{M}][\\p{L}\\p{M}\' .-]*$\xc8\x01\x01R\x04name\x12#\n\x05\x65mail\x18\x03 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01R\x05\x65mail\x12 \n\x04role\x18\x04 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18\x64\xc8\x01\x01R\x04role\x12,\n\ndepartment\x18\x05 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18\x64\xc8\x01\x01R\ndepartment\x12@\n\x06status\x18\x06 \x01(\x0e\x32\x1b.altalune.v1.EmployeeStatusB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01R\x06status\"K\n\x16\x43reateEmployeeResponse\x12\x31\n\x08\x65mployee\x18\x01 \x01(\x0b\x32\x15.altalune.v1.EmployeeR\x08\x65mployee\"_\n\x12GetEmployeeRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"H\n\x13GetEmployeeResponse\x12\x31\n\x08\x65mployee\x18\x01 \x01(\x0b\x32\x15.altalune.v1.EmployeeR\x08\x65mployee\"\xec\x04\n\x15UpdateEmployeeRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12\x41\n\x04name\x18\x03 \x01(\tB-\xbaH*r%\x10\x01\x18\x64\x32\x1f^[\\p{L}\\p{M}][\\p{L}\\p{M}\' .-]*$\xc8\x01\x01R\x04name\x12#\n\x05\x65mail\x18\x04 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01R\x05\x65mail\x12 \n\x04role\x18\x05 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18\x64\xc8\x01\x01R\x04role\x12,\n\ndepartment\x18\x06 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18\x64\xc8\x01\x01R\ndepartment\x12@\n\x06status\x18\x07 \x01(\x0e\x32\x1b.altalune.v1.EmployeeStatusB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01R\x06status\x12\x8d\x02\n\x0bupdate_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\xcf\x01\xbaH\xcb\x01\xba\x01\xc4\x01\n\x11update_mask.paths\x12Kpaths must be a non-empty subset of [name, email, role, department, status]\x1a\x62this.paths.size() > 0 && this.paths.all(p, p in [\'name\', \'email\', \'role\', \'department\', \'status\'])\xc8\x01\x01R\nupdateMask\"K\n\x16UpdateEmployeeResponse\x12\x31\n\x08\x65mployee\x18\x01 \x01(\x0b\x32\x15.altalune.v1.EmployeeR\x08\x65mployee\"b\n\x15\x44\x65leteEmployeeRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"\x18\n\x16\x44\x65leteEmployeeResponse\"u\n\x15QueryEmployeesRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12/\n\x05query\x18\x02 \x01(\x0b\x32\x19.altalune.v1.QueryRequestR\x05query\"o\n\x16QueryEmployeesResponse\x12)\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.altalune.v1.EmployeeR\x04\x64\x61ta\x12*\n\x04meta\x18\x02 \x01(\x0b\x32\x16.altalune.v1.QueryMetaR\x04meta*k\n\x0e\x45mployeeStatus\x12\x1f\n\x1b\x45MPLOYEE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45MPLOYEE_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18\x45MPLOYEE_STATUS_INACTIVE\x10\x02\x32\xfe\x04\n\x0f\x45mployeeService\x12{\n\x0e\x43reateEmployee\x12\".altalune.v1.CreateEmployeeRequest\x1a#.altalune.v1.CreateEmployeeResponse\" \xca\xf3\x18\x1c\n\x0e\x65mployee:write\x12\nproject_id\x12t\n\x0bGetEmployee\x12\x1f.altalune.v1.GetEmployeeRequest\x1a .altalune.v1.GetEmployeeResponse\"\"\x90\x02\x01\xca\xf3\x18\x1b\n\remployee:read\x12\nproject_id\x12{\n\x0eUpdateEmployee\x12\".altalune.v1.UpdateEmployeeRequest\x1a#.altalune.v1.UpdateEmployeeResponse\" \xca\xf3\x18\x1c\n\x0e\x65mployee:write\x12\nproject_id\x12|\n\x0e\x44\x65leteEmployee\x12\".altalune.v1.DeleteEmployeeRequest\x1a#.altalune.v1.DeleteEmployeeResponse\"!\xca\xf3\x18\x1d\n\x0f\x65mployee:delete\x12\nproject_id\x12}\n\x0eQueryEmployees\x12\".altalune.v1.QueryEmployeesRequest\x1a#.altalune.v1.QueryEmployeesResponse\"\"\x90\x02\x01\xca\xf3\x18\x1b\n\remployee:read\x12\nproject_idb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61ltalune/v1/employee.proto\x12\x0b\x61ltalune.v1\x1a\x18\x61ltalune/v1/access.proto\x1a\x18\x61ltalune/v1/common.proto\x1a\x17\x61ltalune/v1/event.proto\x1a\x17\x61ltalune/v1/rules.proto\x1a\x1b\x62uf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x02\n\x08\x45mployee\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n\x05\x65mail\x18\x04 \x01(\tR\x05\x65mail\x12\x12\n\x04role\x18\x05 \x01(\tR\x04role\x12\x1e\n\ndepartment\x18\x06 \x01(\tR\ndepartment\x12\x33\n\x06status\x18\x07 \x01(\x0e\x32\x1b.altalune.v1.EmployeeStatusR\x06status\x12\x12\n\x04\x65tag\x18\x61 \x01(\tR\x04\x65tag\x12\x39\n\ncreated_at\x18\x62 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x63 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\"\xea\x02\n\x15\x43reateEmployeeRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x41\n\x04name\x18\x02 \x01(\tB-\xbaH*r%\x10\x01\x18\x64\x32\x1f^[\\p{L}\\p{M}][\\p{L}\\p{M}\' .-]*$\xc8\x01\x01R\x04name\x12#\n\x05\x65mail\x18\x03 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01R\x05\x65mail\x12 \n\x04role\x18\x04 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18\x64\xc8\x01\x01R\x04role\x12,\n\ndepartment\x18\x05 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18\x64\xc8\x01\x01R\ndepartment\x12@\n\x06status\x18\x06 \x01(\x0e\x32\x1b.altalune.v1.EmployeeStatusB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01R\x06status\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\"K\n\x16\x43reateEmployeeResponse\x12\x31\n\x08\x65mployee\x18\x01 \x01(\x0b\x32\x15.altalune.v1.EmployeeR\x08\x65mployee\"_\n\x12GetEmployeeRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"H\n\x13GetEmployeeResponse\x12\x31\n\x08\x65mployee\x18\x01 \x01(\x0b\x32\x15.altalune.v1.EmployeeR\x08\x65mployee\"\xb5\x05\n\x15UpdateEmployeeRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12\x41\n\x04name\x18\x03 \x01(\tB-\xbaH*r%\x10\x01\x18\x64\x32\x1f^[\\p{L}\\p{M}][\\p{L}\\p{M}\' .-]*$\xc8\x01\x01R\x04name\x12#\n\x05\x65mail\x18\x04 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01R\x05\x65mail\x12 \n\x04role\x18\x05 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18\x64\xc8\x01\x01R\x04role\x12,\n\ndepartment\x18\x06 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18\x64\xc8\x01\x01R\ndepartment\x12@\n\x06status\x18\x07 \x01(\x0e\x32\x1b.altalune.v1.EmployeeStatusB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01R\x06status\x12\x8d\x02\n\x0bupdate_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\xcf\x01\xbaH\xcb\x01\xba\x01\xc4\x01\n\x11update_mask.paths\x12Kpaths must be a non-empty subset of [name, email, role, department, status]\x1a\x62this.paths.size() > 0 && this.paths.all(p, p in [\'name\', \'email\', \'role\', \'department\', \'status\'])\xc8\x01\x01R\nupdateMask\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\x12\x1b\n\x04\x65tag\x18[ \x01(\tB\x07\xbaH\x04r\x02\x18@R\x04\x65tag\"K\n\x16UpdateEmployeeResponse\x12\x31\n\x08\x65mployee\x18\x01 \x01(\x0b\x32\x15.altalune.v1.EmployeeR\x08\x65mployee\"\xab\x01\n\x15\x44\x65leteEmployeeRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12\x1c\n\x02id\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\x12\x1b\n\x04\x65tag\x18[ \x01(\tB\x07\xbaH\x04r\x02\x18@R\x04\x65tag\"\x18\n\x16\x44\x65leteEmployeeResponse\"u\n\x15QueryEmployeesRequest\x12+\n\nproject_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\tprojectId\x12/\n\x05query\x18\x02 \x01(\x0b\x32\x19.altalune.v1.QueryRequestR\x05query\"o\n\x16QueryEmployeesResponse\x12)\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.altalune.v1.EmployeeR\x04\x64\x61ta\x12*\n\x04meta\x18\x02 \x01(\x0b\x32\x16.altalune.v1.QueryMetaR\x04meta*k\n\x0e\x45mployeeStatus\x12\x1f\n\x1b\x45MPLOYEE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45MPLOYEE_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18\x45MPLOYEE_STATUS_INACTIVE\x10\x02\x32\xb3\x05\n\x0f\x45mployeeService\x12\x89\x01\n\x0e\x43reateEmployee\x12\".altalune.v1.CreateEmployeeRequest\x1a#.altalune.v1.CreateEmployeeResponse\".\xca\xf3\x18\x1c\n\x0e\x65mployee:write\x12\nproject_id\xd2\xf3\x18\n\n\x08\x65mployee\x12t\n\x0bGetEmployee\x12\x1f.altalune.v1.GetEmployeeRequest\x1a .altalune.v1.GetEmployeeResponse\"\"\x90\x02\x01\xca\xf3\x18\x1b\n\remployee:read\x12\nproject_id\x12\x8d\x01\n\x0eUpdateEmployee\x12\".altalune.v1.UpdateEmployeeRequest\x1a#.altalune.v1.UpdateEmployeeResponse\"2\xca\xf3\x18\x1c\n\x0e\x65mployee:write\x12\nproject_id\xd2\xf3\x18\x0e\n\x08\x65mployee\x12\x02id\x12\x8e\x01\n\x0e\x44\x65leteEmployee\x12\".altalune.v1.DeleteEmployeeRequest\x1a#.altalune.v1.DeleteEmployeeResponse\"3\xca\xf3\x18\x1d\n\x0f\x65mployee:delete\x12\nproject_id\xd2\xf3\x18\x0e\n\x08\x65mployee\x12\x02id\x12}\n\x0eQueryEmployees\x12\".altalune.v1.QueryEmployeesRequest\x1a#.altalune.v1.QueryEmployeesResponse\"\"\x90\x02\x01\xca\xf3\x18\x1b\n\remployee:read\x12\nproject_idb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,6 +50,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEEMPLOYEEREQUEST'].fields_by_name['department']._serialized_options = b'\272H\tr\004\020\001\030d\310\001\001'
   _globals['_CREATEEMPLOYEEREQUEST'].fields_by_name['status']._loaded_options = None
   _globals['_CREATEEMPLOYEEREQUEST'].fields_by_name['status']._serialized_options = b'\272H\010\202\001\002\020\001\310\001\001'
+  _globals['_CREATEEMPLOYEEREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEEMPLOYEEREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_GETEMPLOYEEREQUEST'].fields_by_name['project_id']._loaded_options = None
   _globals['_GETEMPLOYEEREQUEST'].fields_by_name['project_id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
   _globals['_GETEMPLOYEEREQUEST'].fields_by_name['id']._loaded_options = None
@@ -69,46 +72,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEEMPLOYEEREQUEST'].fields_by_name['status']._serialized_options = b'\272H\010\202\001\002\020\001\310\001\001'
   _globals['_UPDATEEMPLOYEEREQUEST'].fields_by_name['update_mask']._loaded_options = None
   _globals['_UPDATEEMPLOYEEREQUEST'].fields_by_name['update_mask']._serialized_options = b'\272H\313\001\272\001\304\001\n\021update_mask.paths\022Kpaths must be a non-empty subset of [name, email, role, department, status]\032bthis.paths.size() > 0 && this.paths.all(p, p in [\'name\', \'email\', \'role\', \'department\', \'status\'])\310\001\001'
+  _globals['_UPDATEEMPLOYEEREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_UPDATEEMPLOYEEREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_UPDATEEMPLOYEEREQUEST'].fields_by_name['etag']._loaded_options = None
+  _globals['_UPDATEEMPLOYEEREQUEST'].fields_by_name['etag']._serialized_options = b'\272H\004r\002\030@'
   _globals['_DELETEEMPLOYEEREQUEST'].fields_by_name['project_id']._loaded_options = None
   _globals['_DELETEEMPLOYEEREQUEST'].fields_by_name['project_id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
   _globals['_DELETEEMPLOYEEREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_DELETEEMPLOYEEREQUEST'].fields_by_name['id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
+  _globals['_DELETEEMPLOYEEREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_DELETEEMPLOYEEREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_DELETEEMPLOYEEREQUEST'].fields_by_name['etag']._loaded_options = None
+  _globals['_DELETEEMPLOYEEREQUEST'].fields_by_name['etag']._serialized_options = b'\272H\004r\002\030@'
   _globals['_QUERYEMPLOYEESREQUEST'].fields_by_name['project_id']._loaded_options = None
   _globals['_QUERYEMPLOYEESREQUEST'].fields_by_name['project_id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
   _globals['_EMPLOYEESERVICE'].methods_by_name['CreateEmployee']._loaded_options = None
-  _globals['_EMPLOYEESERVICE'].methods_by_name['CreateEmployee']._serialized_options = b'\312\363\030\034\n\016employee:write\022\nproject_id'
+  _globals['_EMPLOYEESERVICE'].methods_by_name['CreateEmployee']._serialized_options = b'\312\363\030\034\n\016employee:write\022\nproject_id\322\363\030\n\n\010employee'
   _globals['_EMPLOYEESERVICE'].methods_by_name['GetEmployee']._loaded_options = None
   _globals['_EMPLOYEESERVICE'].methods_by_name['GetEmployee']._serialized_options = b'\220\002\001\312\363\030\033\n\remployee:read\022\nproject_id'
   _globals['_EMPLOYEESERVICE'].methods_by_name['UpdateEmployee']._loaded_options = None
-  _globals['_EMPLOYEESERVICE'].methods_by_name['UpdateEmployee']._serialized_options = b'\312\363\030\034\n\016employee:write\022\nproject_id'
+  _globals['_EMPLOYEESERVICE'].methods_by_name['UpdateEmployee']._serialized_options = b'\312\363\030\034\n\016employee:write\022\nproject_id\322\363\030\016\n\010employee\022\002id'
   _globals['_EMPLOYEESERVICE'].methods_by_name['DeleteEmployee']._loaded_options = None
-  _globals['_EMPLOYEESERVICE'].methods_by_name['DeleteEmployee']._serialized_options = b'\312\363\030\035\n\017employee:delete\022\nproject_id'
+  _globals['_EMPLOYEESERVICE'].methods_by_name['DeleteEmployee']._serialized_options = b'\312\363\030\035\n\017employee:delete\022\nproject_id\322\363\030\016\n\010employee\022\002id'
   _globals['_EMPLOYEESERVICE'].methods_by_name['QueryEmployees']._loaded_options = None
   _globals['_EMPLOYEESERVICE'].methods_by_name['QueryEmployees']._serialized_options = b'\220\002\001\312\363\030\033\n\remployee:read\022\nproject_id'
-  _globals['_EMPLOYEESTATUS']._serialized_start=2168
-  _globals['_EMPLOYEESTATUS']._serialized_end=2275
-  _globals['_EMPLOYEE']._serialized_start=217
-  _globals['_EMPLOYEE']._serialized_end=539
-  _globals['_CREATEEMPLOYEEREQUEST']._serialized_start=542
-  _globals['_CREATEEMPLOYEEREQUEST']._serialized_end=860
-  _globals['_CREATEEMPLOYEERESPONSE']._serialized_start=862
-  _globals['_CREATEEMPLOYEERESPONSE']._serialized_end=937
-  _globals['_GETEMPLOYEEREQUEST']._serialized_start=939
-  _globals['_GETEMPLOYEEREQUEST']._serialized_end=1034
-  _globals['_GETEMPLOYEERESPONSE']._serialized_start=1036
-  _globals['_GETEMPLOYEERESPONSE']._serialized_end=1108
-  _globals['_UPDATEEMPLOYEEREQUEST']._serialized_start=1111
-  _globals['_UPDATEEMPLOYEEREQUEST']._serialized_end=1731
-  _globals['_UPDATEEMPLOYEERESPONSE']._serialized_start=1733
-  _globals['_UPDATEEMPLOYEERESPONSE']._serialized_end=1808
-  _globals['_DELETEEMPLOYEEREQUEST']._serialized_start=1810
-  _globals['_DELETEEMPLOYEEREQUEST']._serialized_end=1908
-  _globals['_DELETEEMPLOYEERESPONSE']._serialized_start=1910
-  _globals['_DELETEEMPLOYEERESPONSE']._serialized_end=1934
-  _globals['_QUERYEMPLOYEESREQUEST']._serialized_start=1936
-  _globals['_QUERYEMPLOYEESREQUEST']._serialized_end=2053
-  _globals['_QUERYEMPLOYEESRESPONSE']._serialized_start=2055
-  _globals['_QUERYEMPLOYEESRESPONSE']._serialized_end=2166
-  _globals['_EMPLOYEESERVICE']._serialized_start=2278
-  _globals['_EMPLOYEESERVICE']._serialized_end=2916
+  _globals['_EMPLOYEESTATUS']._serialized_start=2404
+  _globals['_EMPLOYEESTATUS']._serialized_end=2511
+  _globals['_EMPLOYEE']._serialized_start=242
+  _globals['_EMPLOYEE']._serialized_end=584
+  _globals['_CREATEEMPLOYEEREQUEST']._serialized_start=587
+  _globals['_CREATEEMPLOYEEREQUEST']._serialized_end=949
+  _globals['_CREATEEMPLOYEERESPONSE']._serialized_start=951
+  _globals['_CREATEEMPLOYEERESPONSE']._serialized_end=1026
+  _globals['_GETEMPLOYEEREQUEST']._serialized_start=1028
+  _globals['_GETEMPLOYEEREQUEST']._serialized_end=1123
+  _globals['_GETEMPLOYEERESPONSE']._serialized_start=1125
+  _globals['_GETEMPLOYEERESPONSE']._serialized_end=1197
+  _globals['_UPDATEEMPLOYEEREQUEST']._serialized_start=1200
+  _globals['_UPDATEEMPLOYEEREQUEST']._serialized_end=1893
+  _globals['_UPDATEEMPLOYEERESPONSE']._serialized_start=1895
+  _globals['_UPDATEEMPLOYEERESPONSE']._serialized_end=1970
+  _globals['_DELETEEMPLOYEEREQUEST']._serialized_start=1973
+  _globals['_DELETEEMPLOYEEREQUEST']._serialized_end=2144
+  _globals['_DELETEEMPLOYEERESPONSE']._serialized_start=2146
+  _globals['_DELETEEMPLOYEERESPONSE']._serialized_end=2170
+  _globals['_QUERYEMPLOYEESREQUEST']._serialized_start=2172
+  _globals['_QUERYEMPLOYEESREQUEST']._serialized_end=2289
+  _globals['_QUERYEMPLOYEESRESPONSE']._serialized_start=2291
+  _globals['_QUERYEMPLOYEESRESPONSE']._serialized_end=2402
+  _globals['_EMPLOYEESERVICE']._serialized_start=2514
+  _globals['_EMPLOYEESERVICE']._serialized_end=3205
 # @@protoc_insertion_point(module_scope)

@@ -2,6 +2,7 @@ import datetime
 
 from altalune.v1 import access_pb2 as _access_pb2
 from altalune.v1 import common_pb2 as _common_pb2
+from altalune.v1 import event_pb2 as _event_pb2
 from altalune.v1 import rules_pb2 as _rules_pb2
 from buf.validate import validate_pb2 as _validate_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
@@ -25,7 +26,7 @@ EMPLOYEE_STATUS_ACTIVE: EmployeeStatus
 EMPLOYEE_STATUS_INACTIVE: EmployeeStatus
 
 class Employee(_message.Message):
-    __slots__ = ("id", "project_id", "name", "email", "role", "department", "status", "created_at", "updated_at")
+    __slots__ = ("id", "project_id", "name", "email", "role", "department", "status", "etag", "created_at", "updated_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +34,7 @@ class Employee(_message.Message):
     ROLE_FIELD_NUMBER: _ClassVar[int]
     DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
@@ -42,25 +44,28 @@ class Employee(_message.Message):
     role: str
     department: str
     status: EmployeeStatus
+    etag: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ..., role: _Optional[str] = ..., department: _Optional[str] = ..., status: _Optional[_Union[EmployeeStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ..., role: _Optional[str] = ..., department: _Optional[str] = ..., status: _Optional[_Union[EmployeeStatus, str]] = ..., etag: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateEmployeeRequest(_message.Message):
-    __slots__ = ("project_id", "name", "email", "role", "department", "status")
+    __slots__ = ("project_id", "name", "email", "role", "department", "status", "request_id")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     name: str
     email: str
     role: str
     department: str
     status: EmployeeStatus
-    def __init__(self, project_id: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ..., role: _Optional[str] = ..., department: _Optional[str] = ..., status: _Optional[_Union[EmployeeStatus, str]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, project_id: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ..., role: _Optional[str] = ..., department: _Optional[str] = ..., status: _Optional[_Union[EmployeeStatus, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreateEmployeeResponse(_message.Message):
     __slots__ = ("employee",)
@@ -83,7 +88,7 @@ class GetEmployeeResponse(_message.Message):
     def __init__(self, employee: _Optional[_Union[Employee, _Mapping]] = ...) -> None: ...
 
 class UpdateEmployeeRequest(_message.Message):
-    __slots__ = ("project_id", "id", "name", "email", "role", "department", "status", "update_mask")
+    __slots__ = ("project_id", "id", "name", "email", "role", "department", "status", "update_mask", "request_id", "etag")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +97,8 @@ class UpdateEmployeeRequest(_message.Message):
     DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     id: str
     name: str
@@ -100,7 +107,9 @@ class UpdateEmployeeRequest(_message.Message):
     department: str
     status: EmployeeStatus
     update_mask: _field_mask_pb2.FieldMask
-    def __init__(self, project_id: _Optional[str] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ..., role: _Optional[str] = ..., department: _Optional[str] = ..., status: _Optional[_Union[EmployeeStatus, str]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+    request_id: str
+    etag: str
+    def __init__(self, project_id: _Optional[str] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ..., role: _Optional[str] = ..., department: _Optional[str] = ..., status: _Optional[_Union[EmployeeStatus, str]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., request_id: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class UpdateEmployeeResponse(_message.Message):
     __slots__ = ("employee",)
@@ -109,12 +118,16 @@ class UpdateEmployeeResponse(_message.Message):
     def __init__(self, employee: _Optional[_Union[Employee, _Mapping]] = ...) -> None: ...
 
 class DeleteEmployeeRequest(_message.Message):
-    __slots__ = ("project_id", "id")
+    __slots__ = ("project_id", "id", "request_id", "etag")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     id: str
-    def __init__(self, project_id: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+    request_id: str
+    etag: str
+    def __init__(self, project_id: _Optional[str] = ..., id: _Optional[str] = ..., request_id: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class DeleteEmployeeResponse(_message.Message):
     __slots__ = ()

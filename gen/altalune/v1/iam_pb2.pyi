@@ -1,6 +1,7 @@
 import datetime
 
 from altalune.v1 import access_pb2 as _access_pb2
+from altalune.v1 import event_pb2 as _event_pb2
 from altalune.v1 import permission_pb2 as _permission_pb2
 from altalune.v1 import role_pb2 as _role_pb2
 from altalune.v1 import rules_pb2 as _rules_pb2
@@ -29,13 +30,14 @@ PROJECT_ROLE_MEMBER: ProjectRole
 PROJECT_ROLE_VIEWER: ProjectRole
 
 class ProjectMember(_message.Message):
-    __slots__ = ("project_id", "user_id", "email", "first_name", "last_name", "role", "created_at", "updated_at")
+    __slots__ = ("project_id", "user_id", "email", "first_name", "last_name", "role", "etag", "created_at", "updated_at")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     FIRST_NAME_FIELD_NUMBER: _ClassVar[int]
     LAST_NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     project_id: str
@@ -44,9 +46,10 @@ class ProjectMember(_message.Message):
     first_name: str
     last_name: str
     role: ProjectRole
+    etag: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., email: _Optional[str] = ..., first_name: _Optional[str] = ..., last_name: _Optional[str] = ..., role: _Optional[_Union[ProjectRole, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., email: _Optional[str] = ..., first_name: _Optional[str] = ..., last_name: _Optional[str] = ..., role: _Optional[_Union[ProjectRole, str]] = ..., etag: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class UserProject(_message.Message):
     __slots__ = ("project_id", "project_name", "role")
@@ -59,12 +62,14 @@ class UserProject(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., project_name: _Optional[str] = ..., role: _Optional[_Union[ProjectRole, str]] = ...) -> None: ...
 
 class AssignUserRolesRequest(_message.Message):
-    __slots__ = ("user_id", "role_ids")
+    __slots__ = ("user_id", "role_ids", "request_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     role_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_id: _Optional[str] = ..., role_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, user_id: _Optional[str] = ..., role_ids: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class AssignUserRolesResponse(_message.Message):
     __slots__ = ("roles",)
@@ -73,12 +78,14 @@ class AssignUserRolesResponse(_message.Message):
     def __init__(self, roles: _Optional[_Iterable[_Union[_role_pb2.Role, _Mapping]]] = ...) -> None: ...
 
 class RemoveUserRolesRequest(_message.Message):
-    __slots__ = ("user_id", "role_ids")
+    __slots__ = ("user_id", "role_ids", "request_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     role_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_id: _Optional[str] = ..., role_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, user_id: _Optional[str] = ..., role_ids: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RemoveUserRolesResponse(_message.Message):
     __slots__ = ("roles",)
@@ -99,12 +106,14 @@ class ListUserRolesResponse(_message.Message):
     def __init__(self, roles: _Optional[_Iterable[_Union[_role_pb2.Role, _Mapping]]] = ...) -> None: ...
 
 class AssignRolePermissionsRequest(_message.Message):
-    __slots__ = ("role_id", "permission_ids")
+    __slots__ = ("role_id", "permission_ids", "request_id")
     ROLE_ID_FIELD_NUMBER: _ClassVar[int]
     PERMISSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     role_id: str
     permission_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, role_id: _Optional[str] = ..., permission_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, role_id: _Optional[str] = ..., permission_ids: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class AssignRolePermissionsResponse(_message.Message):
     __slots__ = ("permissions",)
@@ -113,12 +122,14 @@ class AssignRolePermissionsResponse(_message.Message):
     def __init__(self, permissions: _Optional[_Iterable[_Union[_permission_pb2.Permission, _Mapping]]] = ...) -> None: ...
 
 class RemoveRolePermissionsRequest(_message.Message):
-    __slots__ = ("role_id", "permission_ids")
+    __slots__ = ("role_id", "permission_ids", "request_id")
     ROLE_ID_FIELD_NUMBER: _ClassVar[int]
     PERMISSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     role_id: str
     permission_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, role_id: _Optional[str] = ..., permission_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, role_id: _Optional[str] = ..., permission_ids: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RemoveRolePermissionsResponse(_message.Message):
     __slots__ = ("permissions",)
@@ -147,12 +158,14 @@ class NewProjectMember(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[ProjectRole, str]] = ...) -> None: ...
 
 class AddProjectMembersRequest(_message.Message):
-    __slots__ = ("project_id", "members")
+    __slots__ = ("project_id", "members", "request_id")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     members: _containers.RepeatedCompositeFieldContainer[NewProjectMember]
-    def __init__(self, project_id: _Optional[str] = ..., members: _Optional[_Iterable[_Union[NewProjectMember, _Mapping]]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, project_id: _Optional[str] = ..., members: _Optional[_Iterable[_Union[NewProjectMember, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class AddProjectMembersResponse(_message.Message):
     __slots__ = ("members",)
@@ -161,14 +174,18 @@ class AddProjectMembersResponse(_message.Message):
     def __init__(self, members: _Optional[_Iterable[_Union[ProjectMember, _Mapping]]] = ...) -> None: ...
 
 class UpdateProjectMemberRequest(_message.Message):
-    __slots__ = ("project_id", "user_id", "role")
+    __slots__ = ("project_id", "user_id", "role", "request_id", "etag")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     user_id: str
     role: ProjectRole
-    def __init__(self, project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[_Union[ProjectRole, str]] = ...) -> None: ...
+    request_id: str
+    etag: str
+    def __init__(self, project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[_Union[ProjectRole, str]] = ..., request_id: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class UpdateProjectMemberResponse(_message.Message):
     __slots__ = ("member",)
@@ -177,12 +194,14 @@ class UpdateProjectMemberResponse(_message.Message):
     def __init__(self, member: _Optional[_Union[ProjectMember, _Mapping]] = ...) -> None: ...
 
 class RemoveProjectMembersRequest(_message.Message):
-    __slots__ = ("project_id", "user_ids")
+    __slots__ = ("project_id", "user_ids", "request_id")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     user_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, project_id: _Optional[str] = ..., user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, project_id: _Optional[str] = ..., user_ids: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RemoveProjectMembersResponse(_message.Message):
     __slots__ = ()

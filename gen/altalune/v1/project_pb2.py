@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 from altalune.v1 import access_pb2 as altalune_dot_v1_dot_access__pb2
 from altalune.v1 import common_pb2 as altalune_dot_v1_dot_common__pb2
+from altalune.v1 import event_pb2 as altalune_dot_v1_dot_event__pb2
 from altalune.v1 import rules_pb2 as altalune_dot_v1_dot_rules__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61ltalune/v1/project.proto\x12\x0b\x61ltalune.v1\x1a\x18\x61ltalune/v1/access.proto\x1a\x18\x61ltalune/v1/common.proto\x1a\x17\x61ltalune/v1/rules.proto\x1a\x1b\x62uf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x02\n\x07Project\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x1a\n\x08timezone\x18\x04 \x01(\tR\x08timezone\x12:\n\x0b\x65nvironment\x18\x05 \x01(\x0e\x32\x18.altalune.v1.EnvironmentR\x0b\x65nvironment\x12\x39\n\ncreated_at\x18\x62 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x63 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\"\xf5\x01\n\x14\x43reateProjectRequest\x12>\n\x04name\x18\x01 \x01(\tB*\xbaH\'r\"\x10\x01\x18\x32\x32\x1c^[A-Za-z0-9][A-Za-z0-9 _-]*$\xc8\x01\x01R\x04name\x12*\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01R\x0b\x64\x65scription\x12(\n\x08timezone\x18\x03 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18@\xc8\x01\x01R\x08timezone\x12G\n\x0b\x65nvironment\x18\x04 \x01(\x0e\x32\x18.altalune.v1.EnvironmentB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01R\x0b\x65nvironment\"G\n\x15\x43reateProjectResponse\x12.\n\x07project\x18\x01 \x01(\x0b\x32\x14.altalune.v1.ProjectR\x07project\"1\n\x11GetProjectRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"D\n\x12GetProjectResponse\x12.\n\x07project\x18\x01 \x01(\x0b\x32\x14.altalune.v1.ProjectR\x07project\"\xc2\x03\n\x14UpdateProjectRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12>\n\x04name\x18\x02 \x01(\tB*\xbaH\'r\"\x10\x01\x18\x32\x32\x1c^[A-Za-z0-9][A-Za-z0-9 _-]*$\xc8\x01\x01R\x04name\x12*\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01R\x0b\x64\x65scription\x12(\n\x08timezone\x18\x04 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18@\xc8\x01\x01R\x08timezone\x12\xf5\x01\n\x0bupdate_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\xb7\x01\xbaH\xb3\x01\xba\x01\xac\x01\n\x11update_mask.paths\x12\x41paths must be a non-empty subset of [name, description, timezone]\x1aTthis.paths.size() > 0 && this.paths.all(p, p in [\'name\', \'description\', \'timezone\'])\xc8\x01\x01R\nupdateMask\"G\n\x15UpdateProjectResponse\x12.\n\x07project\x18\x01 \x01(\x0b\x32\x14.altalune.v1.ProjectR\x07project\"4\n\x14\x44\x65leteProjectRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"\x17\n\x15\x44\x65leteProjectResponse\"G\n\x14QueryProjectsRequest\x12/\n\x05query\x18\x01 \x01(\x0b\x32\x19.altalune.v1.QueryRequestR\x05query\"m\n\x15QueryProjectsResponse\x12(\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x14.altalune.v1.ProjectR\x04\x64\x61ta\x12*\n\x04meta\x18\x02 \x01(\x0b\x32\x16.altalune.v1.QueryMetaR\x04meta*Y\n\x0b\x45nvironment\x12\x1b\n\x17\x45NVIRONMENT_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45NVIRONMENT_LIVE\x10\x01\x12\x17\n\x13\x45NVIRONMENT_SANDBOX\x10\x02\x32\xba\x04\n\x0eProjectService\x12l\n\rCreateProject\x12!.altalune.v1.CreateProjectRequest\x1a\".altalune.v1.CreateProjectResponse\"\x14\xca\xf3\x18\x10\n\x0eproject:create\x12h\n\nGetProject\x12\x1e.altalune.v1.GetProjectRequest\x1a\x1f.altalune.v1.GetProjectResponse\"\x19\x90\x02\x01\xca\xf3\x18\x12\n\x0cproject:read\x12\x02id\x12o\n\rUpdateProject\x12!.altalune.v1.UpdateProjectRequest\x1a\".altalune.v1.UpdateProjectResponse\"\x17\xca\xf3\x18\x13\n\rproject:write\x12\x02id\x12p\n\rDeleteProject\x12!.altalune.v1.DeleteProjectRequest\x1a\".altalune.v1.DeleteProjectResponse\"\x18\xca\xf3\x18\x14\n\x0eproject:delete\x12\x02id\x12m\n\rQueryProjects\x12!.altalune.v1.QueryProjectsRequest\x1a\".altalune.v1.QueryProjectsResponse\"\x15\x90\x02\x01\xca\xf3\x18\x0e\n\x0cproject:listb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61ltalune/v1/project.proto\x12\x0b\x61ltalune.v1\x1a\x18\x61ltalune/v1/access.proto\x1a\x18\x61ltalune/v1/common.proto\x1a\x17\x61ltalune/v1/event.proto\x1a\x17\x61ltalune/v1/rules.proto\x1a\x1b\x62uf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n\x07Project\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x1a\n\x08timezone\x18\x04 \x01(\tR\x08timezone\x12:\n\x0b\x65nvironment\x18\x05 \x01(\x0e\x32\x18.altalune.v1.EnvironmentR\x0b\x65nvironment\x12\x12\n\x04\x65tag\x18\x61 \x01(\tR\x04\x65tag\x12\x39\n\ncreated_at\x18\x62 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x63 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\"\xa1\x02\n\x14\x43reateProjectRequest\x12>\n\x04name\x18\x01 \x01(\tB*\xbaH\'r\"\x10\x01\x18\x32\x32\x1c^[A-Za-z0-9][A-Za-z0-9 _-]*$\xc8\x01\x01R\x04name\x12*\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01R\x0b\x64\x65scription\x12(\n\x08timezone\x18\x03 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18@\xc8\x01\x01R\x08timezone\x12G\n\x0b\x65nvironment\x18\x04 \x01(\x0e\x32\x18.altalune.v1.EnvironmentB\x0b\xbaH\x08\x82\x01\x02\x10\x01\xc8\x01\x01R\x0b\x65nvironment\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\"G\n\x15\x43reateProjectResponse\x12.\n\x07project\x18\x01 \x01(\x0b\x32\x14.altalune.v1.ProjectR\x07project\"1\n\x11GetProjectRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"D\n\x12GetProjectResponse\x12.\n\x07project\x18\x01 \x01(\x0b\x32\x14.altalune.v1.ProjectR\x07project\"\x8b\x04\n\x14UpdateProjectRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12>\n\x04name\x18\x02 \x01(\tB*\xbaH\'r\"\x10\x01\x18\x32\x32\x1c^[A-Za-z0-9][A-Za-z0-9 _-]*$\xc8\x01\x01R\x04name\x12*\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01R\x0b\x64\x65scription\x12(\n\x08timezone\x18\x04 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18@\xc8\x01\x01R\x08timezone\x12\xf5\x01\n\x0bupdate_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\xb7\x01\xbaH\xb3\x01\xba\x01\xac\x01\n\x11update_mask.paths\x12\x41paths must be a non-empty subset of [name, description, timezone]\x1aTthis.paths.size() > 0 && this.paths.all(p, p in [\'name\', \'description\', \'timezone\'])\xc8\x01\x01R\nupdateMask\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\x12\x1b\n\x04\x65tag\x18[ \x01(\tB\x07\xbaH\x04r\x02\x18@R\x04\x65tag\"G\n\x15UpdateProjectResponse\x12.\n\x07project\x18\x01 \x01(\x0b\x32\x14.altalune.v1.ProjectR\x07project\"}\n\x14\x44\x65leteProjectRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\x12\x1b\n\x04\x65tag\x18[ \x01(\tB\x07\xbaH\x04r\x02\x18@R\x04\x65tag\"\x17\n\x15\x44\x65leteProjectResponse\"G\n\x14QueryProjectsRequest\x12/\n\x05query\x18\x01 \x01(\x0b\x32\x19.altalune.v1.QueryRequestR\x05query\"m\n\x15QueryProjectsResponse\x12(\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x14.altalune.v1.ProjectR\x04\x64\x61ta\x12*\n\x04meta\x18\x02 \x01(\x0b\x32\x16.altalune.v1.QueryMetaR\x04meta*Y\n\x0b\x45nvironment\x12\x1b\n\x17\x45NVIRONMENT_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45NVIRONMENT_LIVE\x10\x01\x12\x17\n\x13\x45NVIRONMENT_SANDBOX\x10\x02\x32\xeb\x04\n\x0eProjectService\x12y\n\rCreateProject\x12!.altalune.v1.CreateProjectRequest\x1a\".altalune.v1.CreateProjectResponse\"!\xca\xf3\x18\x10\n\x0eproject:create\xd2\xf3\x18\t\n\x07project\x12h\n\nGetProject\x12\x1e.altalune.v1.GetProjectRequest\x1a\x1f.altalune.v1.GetProjectResponse\"\x19\x90\x02\x01\xca\xf3\x18\x12\n\x0cproject:read\x12\x02id\x12\x80\x01\n\rUpdateProject\x12!.altalune.v1.UpdateProjectRequest\x1a\".altalune.v1.UpdateProjectResponse\"(\xca\xf3\x18\x13\n\rproject:write\x12\x02id\xd2\xf3\x18\r\n\x07project\x12\x02id\x12\x81\x01\n\rDeleteProject\x12!.altalune.v1.DeleteProjectRequest\x1a\".altalune.v1.DeleteProjectResponse\")\xca\xf3\x18\x14\n\x0eproject:delete\x12\x02id\xd2\xf3\x18\r\n\x07project\x12\x02id\x12m\n\rQueryProjects\x12!.altalune.v1.QueryProjectsRequest\x1a\".altalune.v1.QueryProjectsResponse\"\x15\x90\x02\x01\xca\xf3\x18\x0e\n\x0cproject:listb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,6 +46,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEPROJECTREQUEST'].fields_by_name['timezone']._serialized_options = b'\272H\tr\004\020\001\030@\310\001\001'
   _globals['_CREATEPROJECTREQUEST'].fields_by_name['environment']._loaded_options = None
   _globals['_CREATEPROJECTREQUEST'].fields_by_name['environment']._serialized_options = b'\272H\010\202\001\002\020\001\310\001\001'
+  _globals['_CREATEPROJECTREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEPROJECTREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_GETPROJECTREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_GETPROJECTREQUEST'].fields_by_name['id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
   _globals['_UPDATEPROJECTREQUEST'].fields_by_name['id']._loaded_options = None
@@ -57,42 +60,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEPROJECTREQUEST'].fields_by_name['timezone']._serialized_options = b'\272H\tr\004\020\001\030@\310\001\001'
   _globals['_UPDATEPROJECTREQUEST'].fields_by_name['update_mask']._loaded_options = None
   _globals['_UPDATEPROJECTREQUEST'].fields_by_name['update_mask']._serialized_options = b'\272H\263\001\272\001\254\001\n\021update_mask.paths\022Apaths must be a non-empty subset of [name, description, timezone]\032Tthis.paths.size() > 0 && this.paths.all(p, p in [\'name\', \'description\', \'timezone\'])\310\001\001'
+  _globals['_UPDATEPROJECTREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_UPDATEPROJECTREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_UPDATEPROJECTREQUEST'].fields_by_name['etag']._loaded_options = None
+  _globals['_UPDATEPROJECTREQUEST'].fields_by_name['etag']._serialized_options = b'\272H\004r\002\030@'
   _globals['_DELETEPROJECTREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_DELETEPROJECTREQUEST'].fields_by_name['id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
+  _globals['_DELETEPROJECTREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_DELETEPROJECTREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_DELETEPROJECTREQUEST'].fields_by_name['etag']._loaded_options = None
+  _globals['_DELETEPROJECTREQUEST'].fields_by_name['etag']._serialized_options = b'\272H\004r\002\030@'
   _globals['_PROJECTSERVICE'].methods_by_name['CreateProject']._loaded_options = None
-  _globals['_PROJECTSERVICE'].methods_by_name['CreateProject']._serialized_options = b'\312\363\030\020\n\016project:create'
+  _globals['_PROJECTSERVICE'].methods_by_name['CreateProject']._serialized_options = b'\312\363\030\020\n\016project:create\322\363\030\t\n\007project'
   _globals['_PROJECTSERVICE'].methods_by_name['GetProject']._loaded_options = None
   _globals['_PROJECTSERVICE'].methods_by_name['GetProject']._serialized_options = b'\220\002\001\312\363\030\022\n\014project:read\022\002id'
   _globals['_PROJECTSERVICE'].methods_by_name['UpdateProject']._loaded_options = None
-  _globals['_PROJECTSERVICE'].methods_by_name['UpdateProject']._serialized_options = b'\312\363\030\023\n\rproject:write\022\002id'
+  _globals['_PROJECTSERVICE'].methods_by_name['UpdateProject']._serialized_options = b'\312\363\030\023\n\rproject:write\022\002id\322\363\030\r\n\007project\022\002id'
   _globals['_PROJECTSERVICE'].methods_by_name['DeleteProject']._loaded_options = None
-  _globals['_PROJECTSERVICE'].methods_by_name['DeleteProject']._serialized_options = b'\312\363\030\024\n\016project:delete\022\002id'
+  _globals['_PROJECTSERVICE'].methods_by_name['DeleteProject']._serialized_options = b'\312\363\030\024\n\016project:delete\022\002id\322\363\030\r\n\007project\022\002id'
   _globals['_PROJECTSERVICE'].methods_by_name['QueryProjects']._loaded_options = None
   _globals['_PROJECTSERVICE'].methods_by_name['QueryProjects']._serialized_options = b'\220\002\001\312\363\030\016\n\014project:list'
-  _globals['_ENVIRONMENT']._serialized_start=1734
-  _globals['_ENVIRONMENT']._serialized_end=1823
-  _globals['_PROJECT']._serialized_start=216
-  _globals['_PROJECT']._serialized_end=501
-  _globals['_CREATEPROJECTREQUEST']._serialized_start=504
-  _globals['_CREATEPROJECTREQUEST']._serialized_end=749
-  _globals['_CREATEPROJECTRESPONSE']._serialized_start=751
-  _globals['_CREATEPROJECTRESPONSE']._serialized_end=822
-  _globals['_GETPROJECTREQUEST']._serialized_start=824
-  _globals['_GETPROJECTREQUEST']._serialized_end=873
-  _globals['_GETPROJECTRESPONSE']._serialized_start=875
-  _globals['_GETPROJECTRESPONSE']._serialized_end=943
-  _globals['_UPDATEPROJECTREQUEST']._serialized_start=946
-  _globals['_UPDATEPROJECTREQUEST']._serialized_end=1396
-  _globals['_UPDATEPROJECTRESPONSE']._serialized_start=1398
-  _globals['_UPDATEPROJECTRESPONSE']._serialized_end=1469
-  _globals['_DELETEPROJECTREQUEST']._serialized_start=1471
-  _globals['_DELETEPROJECTREQUEST']._serialized_end=1523
-  _globals['_DELETEPROJECTRESPONSE']._serialized_start=1525
-  _globals['_DELETEPROJECTRESPONSE']._serialized_end=1548
-  _globals['_QUERYPROJECTSREQUEST']._serialized_start=1550
-  _globals['_QUERYPROJECTSREQUEST']._serialized_end=1621
-  _globals['_QUERYPROJECTSRESPONSE']._serialized_start=1623
-  _globals['_QUERYPROJECTSRESPONSE']._serialized_end=1732
-  _globals['_PROJECTSERVICE']._serialized_start=1826
-  _globals['_PROJECTSERVICE']._serialized_end=2396
+  _globals['_ENVIRONMENT']._serialized_start=1969
+  _globals['_ENVIRONMENT']._serialized_end=2058
+  _globals['_PROJECT']._serialized_start=241
+  _globals['_PROJECT']._serialized_end=546
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=549
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=838
+  _globals['_CREATEPROJECTRESPONSE']._serialized_start=840
+  _globals['_CREATEPROJECTRESPONSE']._serialized_end=911
+  _globals['_GETPROJECTREQUEST']._serialized_start=913
+  _globals['_GETPROJECTREQUEST']._serialized_end=962
+  _globals['_GETPROJECTRESPONSE']._serialized_start=964
+  _globals['_GETPROJECTRESPONSE']._serialized_end=1032
+  _globals['_UPDATEPROJECTREQUEST']._serialized_start=1035
+  _globals['_UPDATEPROJECTREQUEST']._serialized_end=1558
+  _globals['_UPDATEPROJECTRESPONSE']._serialized_start=1560
+  _globals['_UPDATEPROJECTRESPONSE']._serialized_end=1631
+  _globals['_DELETEPROJECTREQUEST']._serialized_start=1633
+  _globals['_DELETEPROJECTREQUEST']._serialized_end=1758
+  _globals['_DELETEPROJECTRESPONSE']._serialized_start=1760
+  _globals['_DELETEPROJECTRESPONSE']._serialized_end=1783
+  _globals['_QUERYPROJECTSREQUEST']._serialized_start=1785
+  _globals['_QUERYPROJECTSREQUEST']._serialized_end=1856
+  _globals['_QUERYPROJECTSRESPONSE']._serialized_start=1858
+  _globals['_QUERYPROJECTSRESPONSE']._serialized_end=1967
+  _globals['_PROJECTSERVICE']._serialized_start=2061
+  _globals['_PROJECTSERVICE']._serialized_end=2680
 # @@protoc_insertion_point(module_scope)

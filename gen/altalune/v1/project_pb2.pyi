@@ -2,6 +2,7 @@ import datetime
 
 from altalune.v1 import access_pb2 as _access_pb2
 from altalune.v1 import common_pb2 as _common_pb2
+from altalune.v1 import event_pb2 as _event_pb2
 from altalune.v1 import rules_pb2 as _rules_pb2
 from buf.validate import validate_pb2 as _validate_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
@@ -25,12 +26,13 @@ ENVIRONMENT_LIVE: Environment
 ENVIRONMENT_SANDBOX: Environment
 
 class Project(_message.Message):
-    __slots__ = ("id", "name", "description", "timezone", "environment", "created_at", "updated_at")
+    __slots__ = ("id", "name", "description", "timezone", "environment", "etag", "created_at", "updated_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
@@ -38,21 +40,24 @@ class Project(_message.Message):
     description: str
     timezone: str
     environment: Environment
+    etag: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., timezone: _Optional[str] = ..., environment: _Optional[_Union[Environment, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., timezone: _Optional[str] = ..., environment: _Optional[_Union[Environment, str]] = ..., etag: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateProjectRequest(_message.Message):
-    __slots__ = ("name", "description", "timezone", "environment")
+    __slots__ = ("name", "description", "timezone", "environment", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     timezone: str
     environment: Environment
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., timezone: _Optional[str] = ..., environment: _Optional[_Union[Environment, str]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., timezone: _Optional[str] = ..., environment: _Optional[_Union[Environment, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreateProjectResponse(_message.Message):
     __slots__ = ("project",)
@@ -73,18 +78,22 @@ class GetProjectResponse(_message.Message):
     def __init__(self, project: _Optional[_Union[Project, _Mapping]] = ...) -> None: ...
 
 class UpdateProjectRequest(_message.Message):
-    __slots__ = ("id", "name", "description", "timezone", "update_mask")
+    __slots__ = ("id", "name", "description", "timezone", "update_mask", "request_id", "etag")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
     timezone: str
     update_mask: _field_mask_pb2.FieldMask
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., timezone: _Optional[str] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+    request_id: str
+    etag: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., timezone: _Optional[str] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., request_id: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class UpdateProjectResponse(_message.Message):
     __slots__ = ("project",)
@@ -93,10 +102,14 @@ class UpdateProjectResponse(_message.Message):
     def __init__(self, project: _Optional[_Union[Project, _Mapping]] = ...) -> None: ...
 
 class DeleteProjectRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "request_id", "etag")
     ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    request_id: str
+    etag: str
+    def __init__(self, id: _Optional[str] = ..., request_id: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class DeleteProjectResponse(_message.Message):
     __slots__ = ()

@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 from altalune.v1 import access_pb2 as altalune_dot_v1_dot_access__pb2
 from altalune.v1 import common_pb2 as altalune_dot_v1_dot_common__pb2
+from altalune.v1 import event_pb2 as altalune_dot_v1_dot_event__pb2
 from altalune.v1 import rules_pb2 as altalune_dot_v1_dot_rules__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61ltalune/v1/role.proto\x12\x0b\x61ltalune.v1\x1a\x18\x61ltalune/v1/access.proto\x1a\x18\x61ltalune/v1/common.proto\x1a\x17\x61ltalune/v1/rules.proto\x1a\x1b\x62uf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x01\n\x04Role\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x18\n\x07\x62uiltin\x18\x04 \x01(\x08R\x07\x62uiltin\x12\x39\n\ncreated_at\x18\x62 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x63 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\"u\n\x11\x43reateRoleRequest\x12\x34\n\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x18\x10\x02\x18\x32\x32\x12^[a-z][a-z0-9_-]*$\xc8\x01\x01R\x04name\x12*\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01R\x0b\x64\x65scription\";\n\x12\x43reateRoleResponse\x12%\n\x04role\x18\x01 \x01(\x0b\x32\x11.altalune.v1.RoleR\x04role\".\n\x0eGetRoleRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"8\n\x0fGetRoleResponse\x12%\n\x04role\x18\x01 \x01(\x0b\x32\x11.altalune.v1.RoleR\x04role\"\xf5\x02\n\x11UpdateRoleRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12\x34\n\x04name\x18\x02 \x01(\tB \xbaH\x1dr\x18\x10\x02\x18\x32\x32\x12^[a-z][a-z0-9_-]*$\xc8\x01\x01R\x04name\x12*\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01R\x0b\x64\x65scription\x12\xdf\x01\n\x0bupdate_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\xa1\x01\xbaH\x9d\x01\xba\x01\x96\x01\n\x11update_mask.paths\x12\x37paths must be a non-empty subset of [name, description]\x1aHthis.paths.size() > 0 && this.paths.all(p, p in [\'name\', \'description\'])\xc8\x01\x01R\nupdateMask\";\n\x12UpdateRoleResponse\x12%\n\x04role\x18\x01 \x01(\x0b\x32\x11.altalune.v1.RoleR\x04role\"1\n\x11\x44\x65leteRoleRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"\x14\n\x12\x44\x65leteRoleResponse\"D\n\x11QueryRolesRequest\x12/\n\x05query\x18\x01 \x01(\x0b\x32\x19.altalune.v1.QueryRequestR\x05query\"g\n\x12QueryRolesResponse\x12%\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x11.altalune.v1.RoleR\x04\x64\x61ta\x12*\n\x04meta\x18\x02 \x01(\x0b\x32\x16.altalune.v1.QueryMetaR\x04meta2\xee\x03\n\x0bRoleService\x12_\n\nCreateRole\x12\x1e.altalune.v1.CreateRoleRequest\x1a\x1f.altalune.v1.CreateRoleResponse\"\x10\xca\xf3\x18\x0c\n\nrole:write\x12X\n\x07GetRole\x12\x1b.altalune.v1.GetRoleRequest\x1a\x1c.altalune.v1.GetRoleResponse\"\x12\x90\x02\x01\xca\xf3\x18\x0b\n\trole:read\x12_\n\nUpdateRole\x12\x1e.altalune.v1.UpdateRoleRequest\x1a\x1f.altalune.v1.UpdateRoleResponse\"\x10\xca\xf3\x18\x0c\n\nrole:write\x12`\n\nDeleteRole\x12\x1e.altalune.v1.DeleteRoleRequest\x1a\x1f.altalune.v1.DeleteRoleResponse\"\x11\xca\xf3\x18\r\n\x0brole:delete\x12\x61\n\nQueryRoles\x12\x1e.altalune.v1.QueryRolesRequest\x1a\x1f.altalune.v1.QueryRolesResponse\"\x12\x90\x02\x01\xca\xf3\x18\x0b\n\trole:readb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61ltalune/v1/role.proto\x12\x0b\x61ltalune.v1\x1a\x18\x61ltalune/v1/access.proto\x1a\x18\x61ltalune/v1/common.proto\x1a\x17\x61ltalune/v1/event.proto\x1a\x17\x61ltalune/v1/rules.proto\x1a\x1b\x62uf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x01\n\x04Role\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x18\n\x07\x62uiltin\x18\x04 \x01(\x08R\x07\x62uiltin\x12\x12\n\x04\x65tag\x18\x61 \x01(\tR\x04\x65tag\x12\x39\n\ncreated_at\x18\x62 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x63 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\"\xa1\x01\n\x11\x43reateRoleRequest\x12\x34\n\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x18\x10\x02\x18\x32\x32\x12^[a-z][a-z0-9_-]*$\xc8\x01\x01R\x04name\x12*\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01R\x0b\x64\x65scription\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\";\n\x12\x43reateRoleResponse\x12%\n\x04role\x18\x01 \x01(\x0b\x32\x11.altalune.v1.RoleR\x04role\".\n\x0eGetRoleRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"8\n\x0fGetRoleResponse\x12%\n\x04role\x18\x01 \x01(\x0b\x32\x11.altalune.v1.RoleR\x04role\"\xbe\x03\n\x11UpdateRoleRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12\x34\n\x04name\x18\x02 \x01(\tB \xbaH\x1dr\x18\x10\x02\x18\x32\x32\x12^[a-z][a-z0-9_-]*$\xc8\x01\x01R\x04name\x12*\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01R\x0b\x64\x65scription\x12\xdf\x01\n\x0bupdate_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\xa1\x01\xbaH\x9d\x01\xba\x01\x96\x01\n\x11update_mask.paths\x12\x37paths must be a non-empty subset of [name, description]\x1aHthis.paths.size() > 0 && this.paths.all(p, p in [\'name\', \'description\'])\xc8\x01\x01R\nupdateMask\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\x12\x1b\n\x04\x65tag\x18[ \x01(\tB\x07\xbaH\x04r\x02\x18@R\x04\x65tag\";\n\x12UpdateRoleResponse\x12%\n\x04role\x18\x01 \x01(\x0b\x32\x11.altalune.v1.RoleR\x04role\"z\n\x11\x44\x65leteRoleRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\x12\x1b\n\x04\x65tag\x18[ \x01(\tB\x07\xbaH\x04r\x02\x18@R\x04\x65tag\"\x14\n\x12\x44\x65leteRoleResponse\"D\n\x11QueryRolesRequest\x12/\n\x05query\x18\x01 \x01(\x0b\x32\x19.altalune.v1.QueryRequestR\x05query\"g\n\x12QueryRolesResponse\x12%\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x11.altalune.v1.RoleR\x04\x64\x61ta\x12*\n\x04meta\x18\x02 \x01(\x0b\x32\x16.altalune.v1.QueryMetaR\x04meta2\x94\x04\n\x0bRoleService\x12i\n\nCreateRole\x12\x1e.altalune.v1.CreateRoleRequest\x1a\x1f.altalune.v1.CreateRoleResponse\"\x1a\xca\xf3\x18\x0c\n\nrole:write\xd2\xf3\x18\x06\n\x04role\x12X\n\x07GetRole\x12\x1b.altalune.v1.GetRoleRequest\x1a\x1c.altalune.v1.GetRoleResponse\"\x12\x90\x02\x01\xca\xf3\x18\x0b\n\trole:read\x12m\n\nUpdateRole\x12\x1e.altalune.v1.UpdateRoleRequest\x1a\x1f.altalune.v1.UpdateRoleResponse\"\x1e\xca\xf3\x18\x0c\n\nrole:write\xd2\xf3\x18\n\n\x04role\x12\x02id\x12n\n\nDeleteRole\x12\x1e.altalune.v1.DeleteRoleRequest\x1a\x1f.altalune.v1.DeleteRoleResponse\"\x1f\xca\xf3\x18\r\n\x0brole:delete\xd2\xf3\x18\n\n\x04role\x12\x02id\x12\x61\n\nQueryRoles\x12\x1e.altalune.v1.QueryRolesRequest\x1a\x1f.altalune.v1.QueryRolesResponse\"\x12\x90\x02\x01\xca\xf3\x18\x0b\n\trole:readb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +42,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEROLEREQUEST'].fields_by_name['name']._serialized_options = b'\272H\035r\030\020\002\03022\022^[a-z][a-z0-9_-]*$\310\001\001'
   _globals['_CREATEROLEREQUEST'].fields_by_name['description']._loaded_options = None
   _globals['_CREATEROLEREQUEST'].fields_by_name['description']._serialized_options = b'\272H\005r\003\030\310\001'
+  _globals['_CREATEROLEREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEROLEREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_GETROLEREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_GETROLEREQUEST'].fields_by_name['id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
   _globals['_UPDATEROLEREQUEST'].fields_by_name['id']._loaded_options = None
@@ -51,40 +54,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEROLEREQUEST'].fields_by_name['description']._serialized_options = b'\272H\005r\003\030\310\001'
   _globals['_UPDATEROLEREQUEST'].fields_by_name['update_mask']._loaded_options = None
   _globals['_UPDATEROLEREQUEST'].fields_by_name['update_mask']._serialized_options = b'\272H\235\001\272\001\226\001\n\021update_mask.paths\0227paths must be a non-empty subset of [name, description]\032Hthis.paths.size() > 0 && this.paths.all(p, p in [\'name\', \'description\'])\310\001\001'
+  _globals['_UPDATEROLEREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_UPDATEROLEREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_UPDATEROLEREQUEST'].fields_by_name['etag']._loaded_options = None
+  _globals['_UPDATEROLEREQUEST'].fields_by_name['etag']._serialized_options = b'\272H\004r\002\030@'
   _globals['_DELETEROLEREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_DELETEROLEREQUEST'].fields_by_name['id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
+  _globals['_DELETEROLEREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_DELETEROLEREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_DELETEROLEREQUEST'].fields_by_name['etag']._loaded_options = None
+  _globals['_DELETEROLEREQUEST'].fields_by_name['etag']._serialized_options = b'\272H\004r\002\030@'
   _globals['_ROLESERVICE'].methods_by_name['CreateRole']._loaded_options = None
-  _globals['_ROLESERVICE'].methods_by_name['CreateRole']._serialized_options = b'\312\363\030\014\n\nrole:write'
+  _globals['_ROLESERVICE'].methods_by_name['CreateRole']._serialized_options = b'\312\363\030\014\n\nrole:write\322\363\030\006\n\004role'
   _globals['_ROLESERVICE'].methods_by_name['GetRole']._loaded_options = None
   _globals['_ROLESERVICE'].methods_by_name['GetRole']._serialized_options = b'\220\002\001\312\363\030\013\n\trole:read'
   _globals['_ROLESERVICE'].methods_by_name['UpdateRole']._loaded_options = None
-  _globals['_ROLESERVICE'].methods_by_name['UpdateRole']._serialized_options = b'\312\363\030\014\n\nrole:write'
+  _globals['_ROLESERVICE'].methods_by_name['UpdateRole']._serialized_options = b'\312\363\030\014\n\nrole:write\322\363\030\n\n\004role\022\002id'
   _globals['_ROLESERVICE'].methods_by_name['DeleteRole']._loaded_options = None
-  _globals['_ROLESERVICE'].methods_by_name['DeleteRole']._serialized_options = b'\312\363\030\r\n\013role:delete'
+  _globals['_ROLESERVICE'].methods_by_name['DeleteRole']._serialized_options = b'\312\363\030\r\n\013role:delete\322\363\030\n\n\004role\022\002id'
   _globals['_ROLESERVICE'].methods_by_name['QueryRoles']._loaded_options = None
   _globals['_ROLESERVICE'].methods_by_name['QueryRoles']._serialized_options = b'\220\002\001\312\363\030\013\n\trole:read'
-  _globals['_ROLE']._serialized_start=213
-  _globals['_ROLE']._serialized_end=433
-  _globals['_CREATEROLEREQUEST']._serialized_start=435
-  _globals['_CREATEROLEREQUEST']._serialized_end=552
-  _globals['_CREATEROLERESPONSE']._serialized_start=554
-  _globals['_CREATEROLERESPONSE']._serialized_end=613
-  _globals['_GETROLEREQUEST']._serialized_start=615
-  _globals['_GETROLEREQUEST']._serialized_end=661
-  _globals['_GETROLERESPONSE']._serialized_start=663
-  _globals['_GETROLERESPONSE']._serialized_end=719
-  _globals['_UPDATEROLEREQUEST']._serialized_start=722
-  _globals['_UPDATEROLEREQUEST']._serialized_end=1095
-  _globals['_UPDATEROLERESPONSE']._serialized_start=1097
-  _globals['_UPDATEROLERESPONSE']._serialized_end=1156
-  _globals['_DELETEROLEREQUEST']._serialized_start=1158
-  _globals['_DELETEROLEREQUEST']._serialized_end=1207
-  _globals['_DELETEROLERESPONSE']._serialized_start=1209
-  _globals['_DELETEROLERESPONSE']._serialized_end=1229
-  _globals['_QUERYROLESREQUEST']._serialized_start=1231
-  _globals['_QUERYROLESREQUEST']._serialized_end=1299
-  _globals['_QUERYROLESRESPONSE']._serialized_start=1301
-  _globals['_QUERYROLESRESPONSE']._serialized_end=1404
-  _globals['_ROLESERVICE']._serialized_start=1407
-  _globals['_ROLESERVICE']._serialized_end=1901
+  _globals['_ROLE']._serialized_start=238
+  _globals['_ROLE']._serialized_end=478
+  _globals['_CREATEROLEREQUEST']._serialized_start=481
+  _globals['_CREATEROLEREQUEST']._serialized_end=642
+  _globals['_CREATEROLERESPONSE']._serialized_start=644
+  _globals['_CREATEROLERESPONSE']._serialized_end=703
+  _globals['_GETROLEREQUEST']._serialized_start=705
+  _globals['_GETROLEREQUEST']._serialized_end=751
+  _globals['_GETROLERESPONSE']._serialized_start=753
+  _globals['_GETROLERESPONSE']._serialized_end=809
+  _globals['_UPDATEROLEREQUEST']._serialized_start=812
+  _globals['_UPDATEROLEREQUEST']._serialized_end=1258
+  _globals['_UPDATEROLERESPONSE']._serialized_start=1260
+  _globals['_UPDATEROLERESPONSE']._serialized_end=1319
+  _globals['_DELETEROLEREQUEST']._serialized_start=1321
+  _globals['_DELETEROLEREQUEST']._serialized_end=1443
+  _globals['_DELETEROLERESPONSE']._serialized_start=1445
+  _globals['_DELETEROLERESPONSE']._serialized_end=1465
+  _globals['_QUERYROLESREQUEST']._serialized_start=1467
+  _globals['_QUERYROLESREQUEST']._serialized_end=1535
+  _globals['_QUERYROLESRESPONSE']._serialized_start=1537
+  _globals['_QUERYROLESRESPONSE']._serialized_end=1640
+  _globals['_ROLESERVICE']._serialized_start=1643
+  _globals['_ROLESERVICE']._serialized_end=2175
 # @@protoc_insertion_point(module_scope)

@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 from altalune.v1 import access_pb2 as altalune_dot_v1_dot_access__pb2
 from altalune.v1 import common_pb2 as altalune_dot_v1_dot_common__pb2
+from altalune.v1 import event_pb2 as altalune_dot_v1_dot_event__pb2
 from altalune.v1 import rules_pb2 as altalune_dot_v1_dot_rules__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61ltalune/v1/user.proto\x12\x0b\x61ltalune.v1\x1a\x18\x61ltalune/v1/access.proto\x1a\x18\x61ltalune/v1/common.proto\x1a\x17\x61ltalune/v1/rules.proto\x1a\x1b\x62uf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x01\n\x04User\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\x12\x1d\n\nfirst_name\x18\x03 \x01(\tR\tfirstName\x12\x1b\n\tlast_name\x18\x04 \x01(\tR\x08lastName\x12\x16\n\x06\x61\x63tive\x18\x05 \x01(\x08R\x06\x61\x63tive\x12\x39\n\ncreated_at\x18\x62 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x63 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\"\x8b\x01\n\x11\x43reateUserRequest\x12#\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01R\x05\x65mail\x12+\n\nfirst_name\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18\x64\xc8\x01\x01R\tfirstName\x12$\n\tlast_name\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64R\x08lastName\";\n\x12\x43reateUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x11.altalune.v1.UserR\x04user\".\n\x0eGetUserRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"8\n\x0fGetUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x11.altalune.v1.UserR\x04user\"\xa3\x03\n\x11UpdateUserRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12#\n\x05\x65mail\x18\x02 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01R\x05\x65mail\x12+\n\nfirst_name\x18\x03 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18\x64\xc8\x01\x01R\tfirstName\x12$\n\tlast_name\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18\x64R\x08lastName\x12\xf7\x01\n\x0bupdate_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\xb9\x01\xbaH\xb5\x01\xba\x01\xae\x01\n\x11update_mask.paths\x12\x42paths must be a non-empty subset of [email, first_name, last_name]\x1aUthis.paths.size() > 0 && this.paths.all(p, p in [\'email\', \'first_name\', \'last_name\'])\xc8\x01\x01R\nupdateMask\";\n\x12UpdateUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x11.altalune.v1.UserR\x04user\"D\n\x11QueryUsersRequest\x12/\n\x05query\x18\x01 \x01(\x0b\x32\x19.altalune.v1.QueryRequestR\x05query\"g\n\x12QueryUsersResponse\x12%\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x11.altalune.v1.UserR\x04\x64\x61ta\x12*\n\x04meta\x18\x02 \x01(\x0b\x32\x16.altalune.v1.QueryMetaR\x04meta\"3\n\x13\x41\x63tivateUserRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"=\n\x14\x41\x63tivateUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x11.altalune.v1.UserR\x04user\"5\n\x15\x44\x65\x61\x63tivateUserRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"?\n\x16\x44\x65\x61\x63tivateUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x11.altalune.v1.UserR\x04user2\xe0\x04\n\x0bUserService\x12_\n\nCreateUser\x12\x1e.altalune.v1.CreateUserRequest\x1a\x1f.altalune.v1.CreateUserResponse\"\x10\xca\xf3\x18\x0c\n\nuser:write\x12X\n\x07GetUser\x12\x1b.altalune.v1.GetUserRequest\x1a\x1c.altalune.v1.GetUserResponse\"\x12\x90\x02\x01\xca\xf3\x18\x0b\n\tuser:read\x12_\n\nUpdateUser\x12\x1e.altalune.v1.UpdateUserRequest\x1a\x1f.altalune.v1.UpdateUserResponse\"\x10\xca\xf3\x18\x0c\n\nuser:write\x12\x61\n\nQueryUsers\x12\x1e.altalune.v1.QueryUsersRequest\x1a\x1f.altalune.v1.QueryUsersResponse\"\x12\x90\x02\x01\xca\xf3\x18\x0b\n\tuser:read\x12\x65\n\x0c\x41\x63tivateUser\x12 .altalune.v1.ActivateUserRequest\x1a!.altalune.v1.ActivateUserResponse\"\x10\xca\xf3\x18\x0c\n\nuser:write\x12k\n\x0e\x44\x65\x61\x63tivateUser\x12\".altalune.v1.DeactivateUserRequest\x1a#.altalune.v1.DeactivateUserResponse\"\x10\xca\xf3\x18\x0c\n\nuser:writeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61ltalune/v1/user.proto\x12\x0b\x61ltalune.v1\x1a\x18\x61ltalune/v1/access.proto\x1a\x18\x61ltalune/v1/common.proto\x1a\x17\x61ltalune/v1/event.proto\x1a\x17\x61ltalune/v1/rules.proto\x1a\x1b\x62uf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x02\n\x04User\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\x12\x1d\n\nfirst_name\x18\x03 \x01(\tR\tfirstName\x12\x1b\n\tlast_name\x18\x04 \x01(\tR\x08lastName\x12\x16\n\x06\x61\x63tive\x18\x05 \x01(\x08R\x06\x61\x63tive\x12\x12\n\x04\x65tag\x18\x61 \x01(\tR\x04\x65tag\x12\x39\n\ncreated_at\x18\x62 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x63 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\"\xb7\x01\n\x11\x43reateUserRequest\x12#\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01R\x05\x65mail\x12+\n\nfirst_name\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18\x64\xc8\x01\x01R\tfirstName\x12$\n\tlast_name\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64R\x08lastName\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\";\n\x12\x43reateUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x11.altalune.v1.UserR\x04user\".\n\x0eGetUserRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\"8\n\x0fGetUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x11.altalune.v1.UserR\x04user\"\xec\x03\n\x11UpdateUserRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12#\n\x05\x65mail\x18\x02 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01R\x05\x65mail\x12+\n\nfirst_name\x18\x03 \x01(\tB\x0c\xbaH\tr\x04\x10\x01\x18\x64\xc8\x01\x01R\tfirstName\x12$\n\tlast_name\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18\x64R\x08lastName\x12\xf7\x01\n\x0bupdate_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\xb9\x01\xbaH\xb5\x01\xba\x01\xae\x01\n\x11update_mask.paths\x12\x42paths must be a non-empty subset of [email, first_name, last_name]\x1aUthis.paths.size() > 0 && this.paths.all(p, p in [\'email\', \'first_name\', \'last_name\'])\xc8\x01\x01R\nupdateMask\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\x12\x1b\n\x04\x65tag\x18[ \x01(\tB\x07\xbaH\x04r\x02\x18@R\x04\x65tag\";\n\x12UpdateUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x11.altalune.v1.UserR\x04user\"D\n\x11QueryUsersRequest\x12/\n\x05query\x18\x01 \x01(\x0b\x32\x19.altalune.v1.QueryRequestR\x05query\"g\n\x12QueryUsersResponse\x12%\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x11.altalune.v1.UserR\x04\x64\x61ta\x12*\n\x04meta\x18\x02 \x01(\x0b\x32\x16.altalune.v1.QueryMetaR\x04meta\"_\n\x13\x41\x63tivateUserRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\"=\n\x14\x41\x63tivateUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x11.altalune.v1.UserR\x04user\"a\n\x15\x44\x65\x61\x63tivateUserRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x0c\xbaH\tr\x04\x80\xb5\x18\x01\xc8\x01\x01R\x02id\x12*\n\nrequest_id\x18Z \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01R\trequestId\"?\n\x16\x44\x65\x61\x63tivateUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x11.altalune.v1.UserR\x04user2\x94\x05\n\x0bUserService\x12i\n\nCreateUser\x12\x1e.altalune.v1.CreateUserRequest\x1a\x1f.altalune.v1.CreateUserResponse\"\x1a\xca\xf3\x18\x0c\n\nuser:write\xd2\xf3\x18\x06\n\x04user\x12X\n\x07GetUser\x12\x1b.altalune.v1.GetUserRequest\x1a\x1c.altalune.v1.GetUserResponse\"\x12\x90\x02\x01\xca\xf3\x18\x0b\n\tuser:read\x12m\n\nUpdateUser\x12\x1e.altalune.v1.UpdateUserRequest\x1a\x1f.altalune.v1.UpdateUserResponse\"\x1e\xca\xf3\x18\x0c\n\nuser:write\xd2\xf3\x18\n\n\x04user\x12\x02id\x12\x61\n\nQueryUsers\x12\x1e.altalune.v1.QueryUsersRequest\x1a\x1f.altalune.v1.QueryUsersResponse\"\x12\x90\x02\x01\xca\xf3\x18\x0b\n\tuser:read\x12s\n\x0c\x41\x63tivateUser\x12 .altalune.v1.ActivateUserRequest\x1a!.altalune.v1.ActivateUserResponse\"\x1e\xca\xf3\x18\x0c\n\nuser:write\xd2\xf3\x18\n\n\x04user\x12\x02id\x12y\n\x0e\x44\x65\x61\x63tivateUser\x12\".altalune.v1.DeactivateUserRequest\x1a#.altalune.v1.DeactivateUserResponse\"\x1e\xca\xf3\x18\x0c\n\nuser:write\xd2\xf3\x18\n\n\x04user\x12\x02idb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,6 +44,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEUSERREQUEST'].fields_by_name['first_name']._serialized_options = b'\272H\tr\004\020\001\030d\310\001\001'
   _globals['_CREATEUSERREQUEST'].fields_by_name['last_name']._loaded_options = None
   _globals['_CREATEUSERREQUEST'].fields_by_name['last_name']._serialized_options = b'\272H\004r\002\030d'
+  _globals['_CREATEUSERREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEUSERREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_GETUSERREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_GETUSERREQUEST'].fields_by_name['id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
   _globals['_UPDATEUSERREQUEST'].fields_by_name['id']._loaded_options = None
@@ -55,48 +58,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEUSERREQUEST'].fields_by_name['last_name']._serialized_options = b'\272H\004r\002\030d'
   _globals['_UPDATEUSERREQUEST'].fields_by_name['update_mask']._loaded_options = None
   _globals['_UPDATEUSERREQUEST'].fields_by_name['update_mask']._serialized_options = b'\272H\265\001\272\001\256\001\n\021update_mask.paths\022Bpaths must be a non-empty subset of [email, first_name, last_name]\032Uthis.paths.size() > 0 && this.paths.all(p, p in [\'email\', \'first_name\', \'last_name\'])\310\001\001'
+  _globals['_UPDATEUSERREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_UPDATEUSERREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
+  _globals['_UPDATEUSERREQUEST'].fields_by_name['etag']._loaded_options = None
+  _globals['_UPDATEUSERREQUEST'].fields_by_name['etag']._serialized_options = b'\272H\004r\002\030@'
   _globals['_ACTIVATEUSERREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_ACTIVATEUSERREQUEST'].fields_by_name['id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
+  _globals['_ACTIVATEUSERREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_ACTIVATEUSERREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_DEACTIVATEUSERREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_DEACTIVATEUSERREQUEST'].fields_by_name['id']._serialized_options = b'\272H\tr\004\200\265\030\001\310\001\001'
+  _globals['_DEACTIVATEUSERREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_DEACTIVATEUSERREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_USERSERVICE'].methods_by_name['CreateUser']._loaded_options = None
-  _globals['_USERSERVICE'].methods_by_name['CreateUser']._serialized_options = b'\312\363\030\014\n\nuser:write'
+  _globals['_USERSERVICE'].methods_by_name['CreateUser']._serialized_options = b'\312\363\030\014\n\nuser:write\322\363\030\006\n\004user'
   _globals['_USERSERVICE'].methods_by_name['GetUser']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\220\002\001\312\363\030\013\n\tuser:read'
   _globals['_USERSERVICE'].methods_by_name['UpdateUser']._loaded_options = None
-  _globals['_USERSERVICE'].methods_by_name['UpdateUser']._serialized_options = b'\312\363\030\014\n\nuser:write'
+  _globals['_USERSERVICE'].methods_by_name['UpdateUser']._serialized_options = b'\312\363\030\014\n\nuser:write\322\363\030\n\n\004user\022\002id'
   _globals['_USERSERVICE'].methods_by_name['QueryUsers']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['QueryUsers']._serialized_options = b'\220\002\001\312\363\030\013\n\tuser:read'
   _globals['_USERSERVICE'].methods_by_name['ActivateUser']._loaded_options = None
-  _globals['_USERSERVICE'].methods_by_name['ActivateUser']._serialized_options = b'\312\363\030\014\n\nuser:write'
+  _globals['_USERSERVICE'].methods_by_name['ActivateUser']._serialized_options = b'\312\363\030\014\n\nuser:write\322\363\030\n\n\004user\022\002id'
   _globals['_USERSERVICE'].methods_by_name['DeactivateUser']._loaded_options = None
-  _globals['_USERSERVICE'].methods_by_name['DeactivateUser']._serialized_options = b'\312\363\030\014\n\nuser:write'
-  _globals['_USER']._serialized_start=213
-  _globals['_USER']._serialized_end=459
-  _globals['_CREATEUSERREQUEST']._serialized_start=462
-  _globals['_CREATEUSERREQUEST']._serialized_end=601
-  _globals['_CREATEUSERRESPONSE']._serialized_start=603
-  _globals['_CREATEUSERRESPONSE']._serialized_end=662
-  _globals['_GETUSERREQUEST']._serialized_start=664
-  _globals['_GETUSERREQUEST']._serialized_end=710
-  _globals['_GETUSERRESPONSE']._serialized_start=712
-  _globals['_GETUSERRESPONSE']._serialized_end=768
-  _globals['_UPDATEUSERREQUEST']._serialized_start=771
-  _globals['_UPDATEUSERREQUEST']._serialized_end=1190
-  _globals['_UPDATEUSERRESPONSE']._serialized_start=1192
-  _globals['_UPDATEUSERRESPONSE']._serialized_end=1251
-  _globals['_QUERYUSERSREQUEST']._serialized_start=1253
-  _globals['_QUERYUSERSREQUEST']._serialized_end=1321
-  _globals['_QUERYUSERSRESPONSE']._serialized_start=1323
-  _globals['_QUERYUSERSRESPONSE']._serialized_end=1426
-  _globals['_ACTIVATEUSERREQUEST']._serialized_start=1428
-  _globals['_ACTIVATEUSERREQUEST']._serialized_end=1479
-  _globals['_ACTIVATEUSERRESPONSE']._serialized_start=1481
-  _globals['_ACTIVATEUSERRESPONSE']._serialized_end=1542
-  _globals['_DEACTIVATEUSERREQUEST']._serialized_start=1544
-  _globals['_DEACTIVATEUSERREQUEST']._serialized_end=1597
-  _globals['_DEACTIVATEUSERRESPONSE']._serialized_start=1599
-  _globals['_DEACTIVATEUSERRESPONSE']._serialized_end=1662
-  _globals['_USERSERVICE']._serialized_start=1665
-  _globals['_USERSERVICE']._serialized_end=2273
+  _globals['_USERSERVICE'].methods_by_name['DeactivateUser']._serialized_options = b'\312\363\030\014\n\nuser:write\322\363\030\n\n\004user\022\002id'
+  _globals['_USER']._serialized_start=238
+  _globals['_USER']._serialized_end=504
+  _globals['_CREATEUSERREQUEST']._serialized_start=507
+  _globals['_CREATEUSERREQUEST']._serialized_end=690
+  _globals['_CREATEUSERRESPONSE']._serialized_start=692
+  _globals['_CREATEUSERRESPONSE']._serialized_end=751
+  _globals['_GETUSERREQUEST']._serialized_start=753
+  _globals['_GETUSERREQUEST']._serialized_end=799
+  _globals['_GETUSERRESPONSE']._serialized_start=801
+  _globals['_GETUSERRESPONSE']._serialized_end=857
+  _globals['_UPDATEUSERREQUEST']._serialized_start=860
+  _globals['_UPDATEUSERREQUEST']._serialized_end=1352
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=1354
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=1413
+  _globals['_QUERYUSERSREQUEST']._serialized_start=1415
+  _globals['_QUERYUSERSREQUEST']._serialized_end=1483
+  _globals['_QUERYUSERSRESPONSE']._serialized_start=1485
+  _globals['_QUERYUSERSRESPONSE']._serialized_end=1588
+  _globals['_ACTIVATEUSERREQUEST']._serialized_start=1590
+  _globals['_ACTIVATEUSERREQUEST']._serialized_end=1685
+  _globals['_ACTIVATEUSERRESPONSE']._serialized_start=1687
+  _globals['_ACTIVATEUSERRESPONSE']._serialized_end=1748
+  _globals['_DEACTIVATEUSERREQUEST']._serialized_start=1750
+  _globals['_DEACTIVATEUSERREQUEST']._serialized_end=1847
+  _globals['_DEACTIVATEUSERRESPONSE']._serialized_start=1849
+  _globals['_DEACTIVATEUSERRESPONSE']._serialized_end=1912
+  _globals['_USERSERVICE']._serialized_start=1915
+  _globals['_USERSERVICE']._serialized_end=2575
 # @@protoc_insertion_point(module_scope)
