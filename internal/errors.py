@@ -112,6 +112,21 @@ def _fields_init(fields: tuple[str, ...]) -> Any:
     return __init__
 
 
+class EtagMismatch(DomainError):
+    """A write that named an etag, on a resource that changed since the client read it: nothing is
+    written, and the current etag comes back so the client can re-read and decide again (AIP-154).
+    One class for every resource, so a client handles one shape: which resource (`resource`: its
+    kind, e.g. `employee`; `id`: its public id, a member's user id) and its current `etag`."""
+
+    reason = "ETAG_MISMATCH"
+    code = Code.ABORTED
+    template = "{resource} {id!r} changed since it was read (its current etag is {etag!r}): read it again"
+
+    resource: str
+    id: str
+    etag: str
+
+
 class UnknownIds(AppError):
     """Ids a call named that do not exist: all of them, so a client can fix the whole request at
     once, comma-joined under `<noun>_ids` (one id too: one shape per reason)."""

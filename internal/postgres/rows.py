@@ -11,6 +11,10 @@ nothing.
 - A write into a project's table is given the call's ProjectRef. If the project is gone (its block
   partition was already removed, or the statement's live-project check let no row through an
   INSERT) it raises internal.tenancy.ProjectNotFound, the one "project not found".
+- A write a call may guard with an etag has the WHERE of its resource's EtagGuard and is given the
+  call's IfMatch: if it touches no row, a probe on the same connection tells a stale etag
+  (internal.errors.EtagMismatch, with the current etag) from a missing row (None: the domain's own
+  "not found", as without an etag).
 """
 
 from __future__ import annotations
@@ -25,8 +29,18 @@ from psycopg import AsyncConnection, sql
 from psycopg.abc import Params, QueryNoTemplate
 from psycopg.rows import BaseRowFactory, class_row
 
+from internal.convert import to_etag
+from internal.errors import EtagMismatch
 from internal.postgres.errors import UniqueKey, is_missing_partition, violates
-from internal.postgres.statements import changed_values, column_list, columns_of, rendered, set_clause
+from internal.postgres.statements import (
+    changed_values,
+    column_list,
+    columns_of,
+    expecting,
+    matches_etag,
+    rendered,
+    set_clause,
+)
 from internal.tenancy import ProjectNotFound, ProjectRef
 
 if TYPE_CHECKING:
@@ -52,6 +66,62 @@ class Clash:
 
 # Builds the domain error a clash on one unique key means.
 Refusal = Callable[[Clash], Exception]
+
+
+class EtagGuard:
+    """The writes of one resource that a call may guard with the etag it read, declared once from
+    the conditions they share (the key, the live project, a domain rule such as "not built-in").
+
+    `where` is the guarded WHERE: those conditions and statements.matches_etag. `probe` selects the
+    version under the same conditions without the etag's, with the write's parameters: a row it
+    finds is one that only the etag kept from being written. So a missing row, or one a domain rule
+    of the statement refuses, is answered as without an etag; `resource` is the kind EtagMismatch
+    names.
+    """
+
+    def __init__(
+        self,
+        resource: str,
+        *,
+        table: LiteralString,
+        conditions: LiteralString,
+        version_column: LiteralString = "version",
+    ) -> None:
+        self.resource = resource
+        self.where: LiteralString = conditions + " AND " + matches_etag(version_column)
+        self.probe: LiteralString = "SELECT " + version_column + " FROM " + table + " WHERE " + conditions
+
+    def expect(self, etag: str, resource_id: str) -> IfMatch:
+        """One write's guard: the etag the call named (empty: none) and the public id it concerns."""
+        return IfMatch(self, etag, resource_id)
+
+
+@dataclass(frozen=True, slots=True)
+class IfMatch:
+    """The etag one write names, with what EtagMismatch says if it is stale."""
+
+    guard: EtagGuard
+    etag: str
+    resource_id: str
+
+    @property
+    def params(self) -> dict[str, object]:
+        """What the guarded WHERE binds, beside the write's own values."""
+        return expecting(self.etag)
+
+    async def refuse_stale(self, conn: AsyncConnection[Any], params: Mapping[str, Any]) -> None:
+        """After the write touched no row, on its connection: EtagMismatch if the row is there at
+        another version. Otherwise nothing: the row is missing, or a condition of the write other
+        than the etag refused it, and the caller answers as it does without an etag."""
+        if not self.etag:
+            return
+        cur = await conn.execute(self.guard.probe, params)
+        found = await cur.fetchone()
+        if found is None:
+            return
+        current = to_etag(int(found[0]))
+        if current != self.etag:
+            raise EtagMismatch(self.guard.resource, self.resource_id, current)
 
 
 class Rows(Generic[R]):
@@ -90,12 +160,19 @@ class Rows(Generic[R]):
         params: Mapping[str, Any],
         *,
         project: ProjectRef | None = None,
+        if_match: IfMatch | None = None,
     ) -> R | None:
-        """The row a `... RETURNING` write returned, or None if it touched none."""
+        """The row a `... RETURNING` write returned, or None if it touched none; with `if_match`
+        (the statement's WHERE is its guard's), EtagMismatch if only a stale etag kept it from the row."""
+        if if_match is not None:
+            params = {**params, **if_match.params}
         cur = conn.cursor(row_factory=self.factory)
         with self._refusals(params, project):
             await cur.execute(statement, params)
-        return await cur.fetchone()
+        row = await cur.fetchone()
+        if row is None and if_match is not None:
+            await if_match.refuse_stale(conn, params)
+        return row
 
     async def insert(
         self,
@@ -121,12 +198,13 @@ class Rows(Generic[R]):
         params: Mapping[str, Any],
         *,
         project: ProjectRef | None = None,
+        if_match: IfMatch | None = None,
     ) -> R | None:
         """A masked update: `template` names `{changes}` (the changed columns, and updated_at) and
         `{columns}` (the RETURNING list); the changed values bind by column name, beside `params`."""
         values = changed_values(changes)
         statement = sql.SQL(template).format(changes=set_clause(values), columns=self.select_list)
-        return await self.write(conn, statement, {**values, **params}, project=project)
+        return await self.write(conn, statement, {**values, **params}, project=project, if_match=if_match)
 
     @contextmanager
     def _refusals(self, values: Mapping[str, Any], project: ProjectRef | None) -> Iterator[None]:

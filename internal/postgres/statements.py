@@ -6,9 +6,11 @@ import dataclasses
 import functools
 from collections.abc import Iterable, Mapping
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, LiteralString
 
 from psycopg import sql
+
+from internal.convert import version_of_etag
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -60,3 +62,16 @@ def bound_values(record: DataclassInstance) -> dict[str, object]:
 def changed_values(changes: DataclassInstance) -> dict[str, object]:
     """The fields of a *Changes dataclass that an update mask named (None means unchanged)."""
     return {name: value for name, value in bound_values(changes).items() if value is not None}
+
+
+def matches_etag(version_column: LiteralString = "version") -> LiteralString:
+    """The condition a write guarded by an etag carries in its WHERE beside its own (see
+    rows.EtagGuard): always true when the call named no etag, else true only at the version the
+    etag names. `version_column` is qualified where a join makes `version` ambiguous (`m.version`).
+    Binds `expecting(etag)`."""
+    return "(NOT %(etag_given)s OR " + version_column + " = %(expected_version)s)"
+
+
+def expecting(etag: str) -> dict[str, object]:
+    """The values matches_etag binds. An etag that names no version binds NULL, which equals no row."""
+    return {"etag_given": bool(etag), "expected_version": version_of_etag(etag)}

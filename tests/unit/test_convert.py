@@ -1,13 +1,15 @@
-"""to_timestamp agrees with protobuf's own Timestamp.FromDatetime, to the microsecond."""
+"""to_timestamp agrees with protobuf's own Timestamp.FromDatetime, to the microsecond; an etag names a
+version in exactly the one form to_etag writes."""
 
 from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from internal.convert import to_timestamp
+from internal.convert import to_etag, to_timestamp, version_of_etag
 
 
 def _reference(value: datetime) -> Timestamp:
@@ -35,3 +37,15 @@ def test_random_instants_in_any_offset_match_from_datetime() -> None:
         instant = epoch + timedelta(microseconds=rng.randint(-6 * 10**16, 6 * 10**16))
         value = instant.astimezone(timezone(timedelta(minutes=rng.randint(-14 * 60, 14 * 60))))
         assert to_timestamp(value) == _reference(value), value
+
+
+@pytest.mark.parametrize("version", [1, 2, 10, 2**63 - 1])
+def test_an_etag_names_its_version(version: int) -> None:
+    assert version_of_etag(to_etag(version)) == version
+
+
+@pytest.mark.parametrize(
+    "etag", ["", "0", "01", "+1", "-1", " 1", "1 ", "1\n", "1.0", "1_000", "\uff11", "abc", str(2**63), "9" * 64]
+)
+def test_a_string_in_any_other_form_names_no_version(etag: str) -> None:
+    assert version_of_etag(etag) is None

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from altalune.v1 import api_key_pb2
 from internal.auth.credentials import display_prefix
-from internal.convert import to_timestamp
+from internal.convert import to_etag, to_timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,8 @@ class ApiKeyRow:
     active: bool
     expires_at: datetime
     last_used_at: datetime | None
+    # Bumped by the database on every real change (migration 0007): the etag.
+    version: int
     created_at: datetime
     updated_at: datetime
 
@@ -35,6 +37,7 @@ class ApiKeyRow:
             scopes=tuple(self.scopes),
             active=self.active,
             expires_at=to_timestamp(self.expires_at),
+            etag=to_etag(self.version),
             created_at=to_timestamp(self.created_at),
             updated_at=to_timestamp(self.updated_at),
         )

@@ -11,7 +11,7 @@ from psycopg import AsyncConnection
 
 from internal.domain.api_key.errors import ApiKeyNameTaken
 from internal.domain.api_key.model import ApiKeyChanges, ApiKeyRow, NewApiKey
-from internal.postgres.rows import Rows
+from internal.postgres.rows import EtagGuard, Rows
 from internal.postgres.statements import bound_values, set_clause
 from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 from internal.tenancy import LIVE_PROJECT, ProjectRef
@@ -24,6 +24,8 @@ API_KEYS = Rows(
 )
 _KEY = "project_id = %(project_id)s AND public_id = %(public_id)s"
 _WHERE_KEY = _KEY + " AND " + LIVE_PROJECT
+# The writes a call may guard with the etag it read.
+_ETAG = EtagGuard("api_key", table="api_keys", conditions=_WHERE_KEY)
 
 # Status depends on the clock, so it is no column: each value is a fixed predicate that the repo ANDs
 # into the builder's extra_where. The builder validates the values against FilterSpec.values and
@@ -52,11 +54,11 @@ _INSERT = API_KEYS.statement(
     "WHERE " + LIVE_PROJECT + " RETURNING {columns}"
 )
 _GET = API_KEYS.statement("SELECT {columns} FROM api_keys WHERE " + _KEY)
-_UPDATE = "UPDATE api_keys SET {changes} WHERE " + _WHERE_KEY + " RETURNING {columns}"
+_UPDATE = "UPDATE api_keys SET {changes} WHERE " + _ETAG.where + " RETURNING {columns}"
 _SET_ACTIVE = API_KEYS.statement(
     "UPDATE api_keys SET {changes} WHERE " + _WHERE_KEY + " RETURNING {columns}", changes=set_clause({"active": None})
 )
-_DELETE = "DELETE FROM api_keys WHERE " + _WHERE_KEY + " RETURNING id"
+_DELETE = API_KEYS.statement("DELETE FROM api_keys WHERE " + _ETAG.where + " RETURNING {columns}")
 _PROJECT_PERMISSIONS = "SELECT name FROM permissions WHERE name = ANY(%(names)s) AND scope = 'project'"
 
 
@@ -74,10 +76,16 @@ class ApiKeyRepo:
         return await API_KEYS.one(conn, _GET, {"project_id": project_id, "public_id": public_id})
 
     async def update(
-        self, conn: AsyncConnection[Any], project: ProjectRef, public_id: str, changes: ApiKeyChanges
+        self, conn: AsyncConnection[Any], project: ProjectRef, public_id: str, changes: ApiKeyChanges, etag: str
     ) -> ApiKeyRow | None:
+        """None if the key is missing; EtagMismatch if `etag` is set and stale."""
         return await API_KEYS.update(
-            conn, _UPDATE, changes, {"project_id": project.id, "public_id": public_id}, project=project
+            conn,
+            _UPDATE,
+            changes,
+            {"project_id": project.id, "public_id": public_id},
+            project=project,
+            if_match=_ETAG.expect(etag, public_id),
         )
 
     async def set_active(
@@ -88,9 +96,12 @@ class ApiKeyRepo:
             conn, _SET_ACTIVE, {"active": active, "project_id": project_id, "public_id": public_id}
         )
 
-    async def delete(self, conn: AsyncConnection[Any], project_id: int, public_id: str) -> bool:
-        cur = await conn.execute(_DELETE, {"project_id": project_id, "public_id": public_id})
-        return await cur.fetchone() is not None
+    async def delete(self, conn: AsyncConnection[Any], project_id: int, public_id: str, etag: str) -> bool:
+        """False if the key is missing; EtagMismatch if `etag` is set and stale."""
+        row = await API_KEYS.write(
+            conn, _DELETE, {"project_id": project_id, "public_id": public_id}, if_match=_ETAG.expect(etag, public_id)
+        )
+        return row is not None
 
     async def query(self, conn: AsyncConnection[Any], project_id: int, params: QueryParams) -> QueryResult[ApiKeyRow]:
         return await run_query(conn, QUERY_SPEC, params, API_KEYS.factory, scope=project_id)

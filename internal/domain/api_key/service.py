@@ -102,14 +102,14 @@ class ApiKeyService:
         async with self._db.connection() as conn:
             if changes.scopes is not None:
                 await self._check_scopes(conn, project.public_id, changes.scopes, caller)
-            row = await self._repo.update(conn, project, request.id, changes)
+            row = await self._repo.update(conn, project, request.id, changes, request.etag)
         return api_key_pb2.UpdateApiKeyResponse(api_key=self._found(project.public_id, request.id, row))
 
     async def delete_api_key(
         self, project: ProjectRef, request: api_key_pb2.DeleteApiKeyRequest
     ) -> api_key_pb2.DeleteApiKeyResponse:
         async with self._db.connection() as conn:
-            deleted = await self._repo.delete(conn, project.id, request.id)
+            deleted = await self._repo.delete(conn, project.id, request.id, request.etag)
         if not deleted:
             raise ApiKeyNotFound(project.public_id, request.id)
         return api_key_pb2.DeleteApiKeyResponse()

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from altalune.v1 import employee_pb2
-from internal.convert import to_timestamp
+from internal.convert import to_etag, to_timestamp
 from internal.enums import EnumMapping
 
 
@@ -36,6 +36,8 @@ class EmployeeRow:
     role: str
     department: str
     status: str
+    # Bumped by the database on every real change (migration 0007): the etag.
+    version: int
     created_at: datetime
     updated_at: datetime
 
@@ -48,6 +50,7 @@ class EmployeeRow:
             role=self.role,
             department=self.department,
             status=STATUSES.db_to_proto(self.status),
+            etag=to_etag(self.version),
             created_at=to_timestamp(self.created_at),
             updated_at=to_timestamp(self.updated_at),
         )

@@ -9,7 +9,7 @@ from psycopg import AsyncConnection
 
 from internal.domain.employee.errors import EmployeeEmailTaken
 from internal.domain.employee.model import STATUSES, EmployeeChanges, EmployeeRow, NewEmployee
-from internal.postgres.rows import Rows
+from internal.postgres.rows import EtagGuard, Rows
 from internal.postgres.statements import bound_values
 from internal.query import CatalogCache, FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 from internal.tenancy import LIVE_PROJECT, ProjectRef
@@ -38,6 +38,8 @@ QUERY_SPEC = QuerySpec(
 
 _KEY = "project_id = %(project_id)s AND public_id = %(public_id)s"
 _WHERE_KEY = _KEY + " AND " + LIVE_PROJECT
+# The writes a call may guard with the etag it read.
+_ETAG = EtagGuard("employee", table="employees", conditions=_WHERE_KEY)
 
 # Composed once at import: the hot path only binds values. _UPDATE is a template: a masked update
 # fills in the changed columns per call.
@@ -47,8 +49,8 @@ _INSERT = EMPLOYEES.statement(
     "WHERE " + LIVE_PROJECT + " RETURNING {columns}"
 )
 _GET = EMPLOYEES.statement("SELECT {columns} FROM employees WHERE " + _KEY)
-_UPDATE = "UPDATE employees SET {changes} WHERE " + _WHERE_KEY + " RETURNING {columns}"
-_DELETE = "DELETE FROM employees WHERE " + _WHERE_KEY + " RETURNING id"
+_UPDATE = "UPDATE employees SET {changes} WHERE " + _ETAG.where + " RETURNING {columns}"
+_DELETE = EMPLOYEES.statement("DELETE FROM employees WHERE " + _ETAG.where + " RETURNING {columns}")
 
 
 class EmployeeRepo:
@@ -66,18 +68,27 @@ class EmployeeRepo:
         return await EMPLOYEES.one(conn, _GET, {"project_id": project_id, "public_id": public_id})
 
     async def update(
-        self, conn: AsyncConnection[Any], project: ProjectRef, public_id: str, changes: EmployeeChanges
+        self, conn: AsyncConnection[Any], project: ProjectRef, public_id: str, changes: EmployeeChanges, etag: str
     ) -> EmployeeRow | None:
+        """None if the employee is missing; EtagMismatch if `etag` is set and stale."""
         row = await EMPLOYEES.update(
-            conn, _UPDATE, changes, {"project_id": project.id, "public_id": public_id}, project=project
+            conn,
+            _UPDATE,
+            changes,
+            {"project_id": project.id, "public_id": public_id},
+            project=project,
+            if_match=_ETAG.expect(etag, public_id),
         )
         self._catalogs.forget(project.id)
         return row
 
-    async def delete(self, conn: AsyncConnection[Any], project_id: int, public_id: str) -> bool:
-        cur = await conn.execute(_DELETE, {"project_id": project_id, "public_id": public_id})
+    async def delete(self, conn: AsyncConnection[Any], project_id: int, public_id: str, etag: str) -> bool:
+        """False if the employee is missing; EtagMismatch if `etag` is set and stale."""
+        row = await EMPLOYEES.write(
+            conn, _DELETE, {"project_id": project_id, "public_id": public_id}, if_match=_ETAG.expect(etag, public_id)
+        )
         self._catalogs.forget(project_id)
-        return await cur.fetchone() is not None
+        return row is not None
 
     async def query(self, conn: AsyncConnection[Any], project_id: int, params: QueryParams) -> QueryResult[EmployeeRow]:
         return await run_query(conn, QUERY_SPEC, params, EMPLOYEES.factory, scope=project_id, catalogs=self._catalogs)

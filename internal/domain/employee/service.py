@@ -56,7 +56,7 @@ class EmployeeService:
             status=STATUSES.from_proto(request.status) if "status" in paths else None,
         )
         async with self._db.connection() as conn:
-            row = await self._repo.update(conn, project, request.id, changes)
+            row = await self._repo.update(conn, project, request.id, changes, request.etag)
         if row is None:
             raise EmployeeNotFound(project.public_id, request.id)
         return employee_pb2.UpdateEmployeeResponse(employee=row.to_proto(project.public_id))
@@ -65,7 +65,7 @@ class EmployeeService:
         self, project: ProjectRef, request: employee_pb2.DeleteEmployeeRequest
     ) -> employee_pb2.DeleteEmployeeResponse:
         async with self._db.connection() as conn:
-            deleted = await self._repo.delete(conn, project.id, request.id)
+            deleted = await self._repo.delete(conn, project.id, request.id, request.etag)
         if not deleted:
             raise EmployeeNotFound(project.public_id, request.id)
         return employee_pb2.DeleteEmployeeResponse()

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from altalune.v1 import iam_pb2
-from internal.convert import to_timestamp
+from internal.convert import to_etag, to_timestamp
 from internal.domain.permission.model import PermissionRow
 from internal.domain.role.model import RoleRow
 from internal.enums import EnumMapping
@@ -43,6 +43,8 @@ class MemberRow:
     first_name: str
     last_name: str
     role: str
+    # The membership's version (m.version, not the user's): the etag guards the membership's writes.
+    version: int
     created_at: datetime
     updated_at: datetime
 
@@ -54,6 +56,7 @@ class MemberRow:
             first_name=self.first_name,
             last_name=self.last_name,
             role=PROJECT_ROLES.db_to_proto(self.role),
+            etag=to_etag(self.version),
             created_at=to_timestamp(self.created_at),
             updated_at=to_timestamp(self.updated_at),
         )

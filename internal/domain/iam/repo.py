@@ -12,7 +12,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 
 from internal.domain.iam.model import MemberRow, NewMember, PermissionRow, RoleRow, UserProjectRow
-from internal.postgres.rows import Rows
+from internal.postgres.rows import EtagGuard, Rows
 from internal.postgres.statements import rendered
 from internal.tenancy import LIVE_PROJECT, live_project
 
@@ -22,7 +22,8 @@ MEMBERS = Rows(MemberRow)
 USER_PROJECTS = Rows(UserProjectRow)
 # The member row joined to its user, in MemberRow's field order; `m` may be a table or a CTE.
 _MEMBER = (
-    "m.user_id, u.public_id AS user_public_id, u.email, u.first_name, u.last_name, m.role, m.created_at, m.updated_at"
+    "m.user_id, u.public_id AS user_public_id, u.email, u.first_name, u.last_name, m.role, m.version, "
+    "m.created_at, m.updated_at"
 )
 
 # Composed once at import: the hot path only binds values.
@@ -73,13 +74,19 @@ _ADD_MEMBERS = (
     " SELECT %(project_id)s, n.user_id, n.role"
     " FROM unnest(%(user_ids)s::bigint[], %(roles)s::text[]) AS n(user_id, role)"
     " WHERE " + LIVE_PROJECT + " ON CONFLICT (project_id, user_id) DO NOTHING"
-    " RETURNING user_id, role, created_at, updated_at) "
+    " RETURNING user_id, role, version, created_at, updated_at) "
     "SELECT " + _MEMBER + " FROM m JOIN users u ON u.id = m.user_id"
+)
+# A membership change a call may guard with the etag it read (`m.version`: the user has one too).
+_MEMBER_ETAG = EtagGuard(
+    "project_member",
+    table="project_members m",
+    conditions="m.project_id = %(project_id)s AND m.user_id = %(user_id)s AND " + LIVE_PROJECT,
+    version_column="m.version",
 )
 _UPDATE_MEMBER_ROLE = (
     "UPDATE project_members m SET role = %(role)s, updated_at = now() FROM users u "
-    "WHERE m.project_id = %(project_id)s AND m.user_id = %(user_id)s AND u.id = m.user_id AND " + LIVE_PROJECT + " "
-    "RETURNING " + _MEMBER
+    "WHERE " + _MEMBER_ETAG.where + " AND u.id = m.user_id RETURNING " + _MEMBER
 )
 _REMOVE_MEMBERS = (
     "DELETE FROM project_members "
@@ -192,10 +199,15 @@ class IamRepo:
         )
 
     async def update_member_role(
-        self, conn: AsyncConnection[Any], project_id: int, user_id: int, role: str
+        self, conn: AsyncConnection[Any], project_id: int, member: MemberRow, role: str, etag: str
     ) -> MemberRow | None:
-        return await MEMBERS.one(
-            conn, _UPDATE_MEMBER_ROLE, {"project_id": project_id, "user_id": user_id, "role": role}
+        """None if the membership is gone; EtagMismatch if `etag` is set and stale. Setting the role
+        it has changes nothing: the row keeps its version and updated_at (migration 0007)."""
+        return await MEMBERS.write(
+            conn,
+            _UPDATE_MEMBER_ROLE,
+            {"project_id": project_id, "user_id": member.user_id, "role": role},
+            if_match=_MEMBER_ETAG.expect(etag, member.user_public_id),
         )
 
     async def remove_members(self, conn: AsyncConnection[Any], project_id: int, user_ids: Sequence[int]) -> int:

@@ -16,7 +16,7 @@ from altalune.v1 import iam_pb2
 from internal.auth.errors import ApiKeyNotAllowed
 from internal.auth.principal import Caller, NoCaller, PrincipalKind
 from internal.domain.iam.errors import LastOwner, MemberExists, MemberNotFound, OwnerRequired
-from internal.domain.iam.model import PROJECT_ROLES, MemberRow, NewMember, ProjectRole
+from internal.domain.iam.model import PROJECT_ROLES, NewMember, ProjectRole
 from internal.domain.iam.repo import IamRepo
 from internal.domain.permission.errors import PermissionNotFound
 from internal.domain.role.errors import RoleNotFound
@@ -160,7 +160,8 @@ class IamService:
     async def update_project_member(
         self, request: iam_pb2.UpdateProjectMemberRequest, caller: Caller
     ) -> iam_pb2.UpdateProjectMemberResponse:
-        """Only an owner may make an owner or change an owner's role; the last owner stays one."""
+        """Only an owner may make an owner or change an owner's role; the last owner stays one. These
+        rules answer first; a stale etag is refused by the write itself."""
         project_id = _project_id(caller)
         role = PROJECT_ROLES.from_proto(request.role)
         async with self._db.transaction() as conn:
@@ -173,11 +174,11 @@ class IamService:
             was_owner = member.role == ProjectRole.OWNER
             if (was_owner or role is ProjectRole.OWNER) and not caller.is_project_owner:
                 raise OwnerRequired(request.project_id)
-            row: MemberRow | None = member
-            if member.role != role:
-                if was_owner and all(owner == member.user_id for owner in owners):
-                    raise LastOwner(request.project_id)
-                row = await self._repo.update_member_role(conn, project_id, member.user_id, role.value)
+            if member.role != role and was_owner and all(owner == member.user_id for owner in owners):
+                raise LastOwner(request.project_id)
+            # Written even when the role stays: the etag is checked in the write, and an unchanged
+            # row keeps its version and updated_at.
+            row = await self._repo.update_member_role(conn, project_id, member, role.value, request.etag)
             if row is None:
                 raise MemberNotFound(request.project_id, [request.user_id])
         return iam_pb2.UpdateProjectMemberResponse(member=row.to_proto(request.project_id))

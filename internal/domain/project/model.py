@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from altalune.v1 import project_pb2
-from internal.convert import to_timestamp
+from internal.convert import to_etag, to_timestamp
 from internal.enums import EnumMapping
 from internal.validation import FieldRule
 
@@ -42,6 +42,8 @@ class ProjectRow:
     description: str
     timezone: str
     environment: str
+    # Bumped by the database on every real change (migration 0007): the etag.
+    version: int
     created_at: datetime
     updated_at: datetime
 
@@ -52,6 +54,7 @@ class ProjectRow:
             description=self.description,
             timezone=self.timezone,
             environment=ENVIRONMENTS.db_to_proto(self.environment),
+            etag=to_etag(self.version),
             created_at=to_timestamp(self.created_at),
             updated_at=to_timestamp(self.updated_at),
         )

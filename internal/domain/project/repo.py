@@ -9,7 +9,7 @@ from psycopg import AsyncConnection, sql
 from internal.domain.project.errors import ProjectNameTaken
 from internal.domain.project.model import ENVIRONMENTS, NewProject, ProjectChanges, ProjectRow
 from internal.postgres.partitions import CREATE_FENCE_KEY
-from internal.postgres.rows import Rows
+from internal.postgres.rows import EtagGuard, Rows
 from internal.postgres.statements import bound_values
 from internal.query import CatalogCache, FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 
@@ -41,7 +41,12 @@ _INSERT = PROJECTS.statement(
     fence=sql.Literal(CREATE_FENCE_KEY),
 )
 _GET = PROJECTS.statement("SELECT {columns} FROM projects WHERE public_id = %s AND deleted_at IS NULL")
-_UPDATE = "UPDATE projects SET {changes} WHERE public_id = %(public_id)s AND deleted_at IS NULL RETURNING {columns}"
+# The writes a call may guard with the etag it read; a hidden project is missing, whatever the etag.
+_ETAG = EtagGuard("project", table="projects", conditions="public_id = %(public_id)s AND deleted_at IS NULL")
+_UPDATE = "UPDATE projects SET {changes} WHERE " + _ETAG.where + " RETURNING {columns}"
+_MARK_DELETED = PROJECTS.statement(
+    "UPDATE projects SET deleted_at = now() WHERE " + _ETAG.where + " RETURNING {columns}"
+)
 
 
 class ProjectRepo:
@@ -63,20 +68,24 @@ class ProjectRepo:
     async def get(self, conn: AsyncConnection[Any], public_id: str) -> ProjectRow | None:
         return await PROJECTS.one(conn, _GET, (public_id,))
 
-    async def update(self, conn: AsyncConnection[Any], public_id: str, changes: ProjectChanges) -> ProjectRow | None:
-        row = await PROJECTS.update(conn, _UPDATE, changes, {"public_id": public_id})
+    async def update(
+        self, conn: AsyncConnection[Any], public_id: str, changes: ProjectChanges, etag: str
+    ) -> ProjectRow | None:
+        """None if the project is missing; EtagMismatch if `etag` is set and stale."""
+        row = await PROJECTS.update(
+            conn, _UPDATE, changes, {"public_id": public_id}, if_match=_ETAG.expect(etag, public_id)
+        )
         self._catalogs.forget(None)
         return row
 
-    async def mark_deleted(self, conn: AsyncConnection[Any], public_id: str) -> int | None:
-        """Hide the project at once; its rows are purged later by the background upkeep."""
-        cur = await conn.execute(
-            "UPDATE projects SET deleted_at = now() WHERE public_id = %s AND deleted_at IS NULL RETURNING id",
-            (public_id,),
+    async def mark_deleted(self, conn: AsyncConnection[Any], public_id: str, etag: str) -> int | None:
+        """Hide the project at once (its rows are purged later by the background upkeep) and return
+        its internal id; None if it is missing, EtagMismatch if `etag` is set and stale."""
+        row = await PROJECTS.write(
+            conn, _MARK_DELETED, {"public_id": public_id}, if_match=_ETAG.expect(etag, public_id)
         )
         self._catalogs.forget(None)
-        row = await cur.fetchone()
-        return int(row[0]) if row else None
+        return row.id if row else None
 
     async def query(self, conn: AsyncConnection[Any], params: QueryParams) -> QueryResult[ProjectRow]:
         return await run_query(conn, QUERY_SPEC, params, PROJECTS.factory, catalogs=self._catalogs)

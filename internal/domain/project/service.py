@@ -77,7 +77,7 @@ class ProjectService:
                 await self.prepare_blocks(lock_timeout_ms=PARTITION_LOCK_TIMEOUT_MS)
                 continue
             if self._blocks.running_low(row.id):
-                self._wake_upkeep()
+                self._db.after_commit(self._wake_upkeep)
             return project_pb2.CreateProjectResponse(project=row.to_proto())
         raise Busy("project partitions")
 
@@ -96,17 +96,18 @@ class ProjectService:
             timezone=request.timezone if "timezone" in paths else None,
         )
         async with self._db.connection() as conn:
-            row = await self._repo.update(conn, request.id, changes)
+            row = await self._repo.update(conn, request.id, changes, request.etag)
         if row is None:
             raise ProjectNotFound(request.id)
         return project_pb2.UpdateProjectResponse(project=row.to_proto())
 
     async def delete_project(self, request: project_pb2.DeleteProjectRequest) -> project_pb2.DeleteProjectResponse:
         async with self._db.connection() as conn:
-            internal = await self._repo.mark_deleted(conn, request.id)
+            internal = await self._repo.mark_deleted(conn, request.id, request.etag)
         if internal is None:
             raise ProjectNotFound(request.id)
-        self._wake_upkeep()
+        # The upkeep must see the deletion: wake it once the call's transaction has committed.
+        self._db.after_commit(self._wake_upkeep)
         return project_pb2.DeleteProjectResponse()
 
     async def query_projects(self, request: project_pb2.QueryProjectsRequest) -> project_pb2.QueryProjectsResponse:

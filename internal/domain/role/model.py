@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from altalune.v1 import role_pb2
-from internal.convert import to_timestamp
+from internal.convert import to_etag, to_timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,8 @@ class RoleRow:
     name: str
     description: str
     builtin: bool
+    # Bumped by the database on every real change (migration 0007): the etag.
+    version: int
     created_at: datetime
     updated_at: datetime
 
@@ -27,6 +29,7 @@ class RoleRow:
             name=self.name,
             description=self.description,
             builtin=self.builtin,
+            etag=to_etag(self.version),
             created_at=to_timestamp(self.created_at),
             updated_at=to_timestamp(self.updated_at),
         )

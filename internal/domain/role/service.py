@@ -42,7 +42,7 @@ class RoleService:
             description=request.description if "description" in paths else None,
         )
         async with self._db.connection() as conn:
-            row = await self._repo.update(conn, request.id, changes)
+            row = await self._repo.update(conn, request.id, changes, request.etag)
             if row is None:
                 raise await self._refusal(conn, request.id)
         return role_pb2.UpdateRoleResponse(role=row.to_proto())
@@ -50,7 +50,7 @@ class RoleService:
     async def delete_role(self, request: role_pb2.DeleteRoleRequest) -> role_pb2.DeleteRoleResponse:
         """Refused while a user holds the role; its grants are deleted with it."""
         async with self._db.connection() as conn:
-            if not await self._repo.delete(conn, request.id):
+            if not await self._repo.delete(conn, request.id, request.etag):
                 raise await self._refusal(conn, request.id)
         return role_pb2.DeleteRoleResponse()
 

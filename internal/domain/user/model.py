@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from altalune.v1 import user_pb2
-from internal.convert import to_timestamp
+from internal.convert import to_etag, to_timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,8 @@ class UserRow:
     first_name: str
     last_name: str
     active: bool
+    # Bumped by the database on every real change (migration 0007): the etag.
+    version: int
     created_at: datetime
     updated_at: datetime
 
@@ -29,6 +31,7 @@ class UserRow:
             first_name=self.first_name,
             last_name=self.last_name,
             active=self.active,
+            etag=to_etag(self.version),
             created_at=to_timestamp(self.created_at),
             updated_at=to_timestamp(self.updated_at),
         )

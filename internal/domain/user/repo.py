@@ -8,7 +8,7 @@ from psycopg import AsyncConnection
 
 from internal.domain.user.errors import UserEmailTaken
 from internal.domain.user.model import NewUser, UserChanges, UserRow
-from internal.postgres.rows import Rows
+from internal.postgres.rows import EtagGuard, Rows
 from internal.postgres.statements import bound_values
 from internal.query import FilterSpec, QueryParams, QueryResult, QuerySpec, run_query
 
@@ -29,7 +29,9 @@ _INSERT = USERS.statement(
     "VALUES (%(public_id)s, %(email)s, %(first_name)s, %(last_name)s) RETURNING {columns}"
 )
 _GET = USERS.statement("SELECT {columns} FROM users WHERE public_id = %(public_id)s")
-_UPDATE = "UPDATE users SET {changes} WHERE public_id = %(public_id)s RETURNING {columns}"
+# The writes a call may guard with the etag it read.
+_ETAG = EtagGuard("user", table="users", conditions="public_id = %(public_id)s")
+_UPDATE = "UPDATE users SET {changes} WHERE " + _ETAG.where + " RETURNING {columns}"
 # Idempotent: a user already in the wanted state keeps its updated_at (nothing changed).
 _SET_ACTIVE = USERS.statement(
     "UPDATE users SET active = %(active)s, "
@@ -46,8 +48,13 @@ class UserRepo:
     async def get(self, conn: AsyncConnection[Any], public_id: str) -> UserRow | None:
         return await USERS.one(conn, _GET, {"public_id": public_id})
 
-    async def update(self, conn: AsyncConnection[Any], public_id: str, changes: UserChanges) -> UserRow | None:
-        return await USERS.update(conn, _UPDATE, changes, {"public_id": public_id})
+    async def update(
+        self, conn: AsyncConnection[Any], public_id: str, changes: UserChanges, etag: str
+    ) -> UserRow | None:
+        """None if the user is missing; EtagMismatch if `etag` is set and stale."""
+        return await USERS.update(
+            conn, _UPDATE, changes, {"public_id": public_id}, if_match=_ETAG.expect(etag, public_id)
+        )
 
     async def set_active(self, conn: AsyncConnection[Any], public_id: str, active: bool) -> UserRow | None:
         return await USERS.one(conn, _SET_ACTIVE, {"active": active, "public_id": public_id})

@@ -41,7 +41,7 @@ class UserService:
             last_name=request.last_name if "last_name" in paths else None,
         )
         async with self._db.connection() as conn:
-            row = await self._repo.update(conn, request.id, changes)
+            row = await self._repo.update(conn, request.id, changes, request.etag)
         return user_pb2.UpdateUserResponse(user=_found(request.id, row))
 
     async def query_users(self, request: user_pb2.QueryUsersRequest) -> user_pb2.QueryUsersResponse:
