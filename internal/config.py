@@ -60,6 +60,8 @@ SETTING_VARIABLES = (
     "ALTALUNE_DB_POOL_MAX",
     "ALTALUNE_DB_POOL_MAX_LIFETIME_S",
     "ALTALUNE_REAPER_INTERVAL_S",
+    "ALTALUNE_IDEMPOTENCY_RETENTION_H",
+    "ALTALUNE_EVENT_RETENTION_DAYS",
     "ALTALUNE_SECRETS_DIR",
     "ALTALUNE_API_KEY_PEPPER",
     "ALTALUNE_LOCAL_ISSUER",
@@ -113,6 +115,9 @@ class Settings:
     pool_max_size: int = 8
     pool_max_lifetime_s: float = 3600.0
     reaper_interval_s: float = 30.0
+    # How long a write's request_id answers its retries, and how long events are kept.
+    idempotency_retention_h: float = 24.0
+    event_retention_days: float = 365.0
     # The API key pepper file and the local issuer's key live here (0700 dir, 0600 files).
     secrets_dir: Path = REPO_ROOT / ".data" / "secrets"
     # Overrides the pepper file; every replica must use the same value or keys stop matching.
@@ -211,6 +216,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         pool_max_size=pool_max,
         pool_max_lifetime_s=_number(env, "ALTALUNE_DB_POOL_MAX_LIFETIME_S", 3600.0, low=10.0, high=86_400.0),
         reaper_interval_s=_number(env, "ALTALUNE_REAPER_INTERVAL_S", 30.0, low=0.1, high=3600.0),
+        idempotency_retention_h=_number(env, "ALTALUNE_IDEMPOTENCY_RETENTION_H", 24.0, low=0.001, high=24.0 * 90),
+        event_retention_days=_number(env, "ALTALUNE_EVENT_RETENTION_DAYS", 365.0, low=0.001, high=36_500.0),
         secrets_dir=Path(env.get("ALTALUNE_SECRETS_DIR", "") or REPO_ROOT / ".data" / "secrets"),
         api_key_pepper=_pepper(env),
         local_issuer=_choice(env, "ALTALUNE_LOCAL_ISSUER", "on", ("on", "off")) == "on",

@@ -14,7 +14,7 @@ from types import ModuleType
 
 from google.protobuf.descriptor import ServiceDescriptor
 
-from altalune.v1 import api_key_pb2, employee_pb2, iam_pb2, permission_pb2, project_pb2, role_pb2, user_pb2
+from altalune.v1 import api_key_pb2, employee_pb2, event_pb2, iam_pb2, permission_pb2, project_pb2, role_pb2, user_pb2
 from internal.auth.access import Authenticator, Authorizer
 from internal.auth.credentials import ApiKeyHasher, load_or_create_pepper
 from internal.auth.interceptors import Authenticate, Authorize
@@ -28,6 +28,9 @@ from internal.domain.api_key.service import ApiKeyService
 from internal.domain.employee.handler import EmployeeHandler
 from internal.domain.employee.repo import EmployeeRepo
 from internal.domain.employee.service import EmployeeService
+from internal.domain.event.handler import EventHandler
+from internal.domain.event.repo import EventRepo
+from internal.domain.event.service import EventService
 from internal.domain.iam.handler import IamHandler
 from internal.domain.iam.repo import IamRepo
 from internal.domain.iam.service import IamService
@@ -44,6 +47,9 @@ from internal.domain.role.service import RoleService
 from internal.domain.user.handler import UserHandler
 from internal.domain.user.repo import UserRepo
 from internal.domain.user.service import UserService
+from internal.events.interceptors import RefusalEvents, TrustedWrites
+from internal.events.refusals import RefusalLog
+from internal.events.registry import WriteRpc, event_types, write_rpcs
 from internal.postgres.database import Database, create_pool
 from internal.postgres.partitions import warm_connection
 from internal.rpc.endpoints import ServiceBinding, UnaryRoute, build_routes
@@ -70,6 +76,15 @@ class Shared:
     db: Database
     hasher: ApiKeyHasher
     projects: ProjectService
+    writes: dict[str, WriteRpc]  # the write RPCs of the contract, by route path
+    rpcs: tuple[str, ...]  # every RPC of the contract, "pkg.Service/Method"
+
+    def event_repo(self) -> EventRepo:
+        return EventRepo(
+            event_types=event_types(self.writes),
+            rpcs=self.rpcs,
+            resources=sorted({write.resource for write in self.writes.values()}),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +109,7 @@ SERVICES: tuple[Registration, ...] = (
     Registration(role_pb2, lambda s: RoleHandler(RoleService(s.db, RoleRepo()))),
     Registration(permission_pb2, lambda s: PermissionHandler(PermissionService(s.db, PermissionRepo()))),
     Registration(iam_pb2, lambda s: IamHandler(IamService(s.db, IamRepo()))),
+    Registration(event_pb2, lambda s: EventHandler(EventService(s.db, s.event_repo()))),
 )
 
 
@@ -112,10 +128,12 @@ class Container:
     issuer: LocalIssuer | None
     jwks: JwksCache | None
     rules: dict[str, AccessRule]
+    writes: dict[str, WriteRpc]
     routes: dict[str, UnaryRoute]
     service_names: list[str]
     drain: Drain
     validator: RequestValidator
+    refusals: RefusalLog
 
     @classmethod
     def build(
@@ -133,10 +151,14 @@ class Container:
         db = Database(pool, statement_timeout_ms=settings.max_deadline_ms)
         hasher = api_key_hasher(settings)
         projects = ProjectService(db, ProjectRepo(), wake_upkeep=wake_upkeep)
-        shared = Shared(db=db, hasher=hasher, projects=projects)
+        services = contract()
+        # Deny by default: an RPC without an (altalune.v1.access) option stops start-up here, and
+        # a write RPC without its (altalune.v1.event) declaration too.
+        rules = access_rules(services)
+        writes = write_rpcs(services, rules)
+        rpcs = tuple(f"{s.full_name}/{m.name}" for s in services for m in s.methods)
+        shared = Shared(db=db, hasher=hasher, projects=projects, writes=writes, rpcs=rpcs)
         bindings = [ServiceBinding(r.descriptor, r.build(shared)) for r in SERVICES]
-        # Deny by default: an RPC without an (altalune.v1.access) option stops start-up here.
-        rules = access_rules([b.descriptor for b in bindings])
 
         issuer = local_issuer(settings)
         trusted: list[TrustedIssuer] = [issuer.trusted()] if issuer else []
@@ -146,6 +168,7 @@ class Container:
             trusted.append(TrustedIssuer(settings.oidc_issuer, settings.oidc_audience, jwks, UserMatch.EMAIL))
         store = AccessStore()
         drain = Drain()
+        refusals = RefusalLog(db)
         # Domain rules the contract cannot state, checked in the one validation pass.
         validator = RequestValidator([timezone_rule(frozenset(zoneinfo.available_timezones()))])
         chain = default_chain(
@@ -155,6 +178,8 @@ class Container:
             call_scope=CallScope(db.call_scope),
             authenticate=Authenticate(Authenticator(db, store, TokenVerifier(trusted), hasher), rules),
             authorize=Authorize(Authorizer(db, store)),
+            refusal_events=RefusalEvents(refusals, {path: rule.project_field for path, rule in rules.items()}),
+            trusted_writes=TrustedWrites(db, writes, idempotency_retention_s=settings.idempotency_retention_h * 3600),
             drain=drain,
         )
         return cls(
@@ -166,17 +191,21 @@ class Container:
             issuer=issuer,
             jwks=jwks,
             rules=rules,
+            writes=writes,
             routes=build_routes(bindings, chain),
             service_names=[b.descriptor.full_name for b in bindings],
             drain=drain,
             validator=validator,
+            refusals=refusals,
         )
 
     async def open(self) -> None:
         """Open the pool inside the running loop (never at import time)."""
         await self.db.pool.open(wait=False)
+        self.refusals.start()
 
     async def close(self) -> None:
+        await self.refusals.stop()
         if self.jwks is not None:
             await self.jwks.close()
         await self.db.pool.close()

@@ -20,6 +20,7 @@ from internal.auth.policy import AccessRule
 from internal.auth.principal import set_caller
 from internal.errors import InternalError
 from internal.ids import is_public_id
+from internal.rpc.calls import current_call
 from internal.rpc.endpoints import UnaryFunction
 
 # Set by Authenticate for the links inside it: who called, and the rule of the RPC (looked up once).
@@ -40,7 +41,11 @@ class Authenticate:
             # Unreachable when wired by the container (start-up checks every route); deny anyway.
             raise InternalError()
         authenticated = await self._authenticator.authenticate(ctx.request_headers(), _project_hint(request, rule))
-        structlog.contextvars.bind_contextvars(caller=authenticated.principal.log_name)
+        principal = authenticated.principal
+        structlog.contextvars.bind_contextvars(caller=principal.log_name)
+        record = current_call()
+        if record is not None:
+            record.identified(principal.kind.value, principal.public_id)
         token = _authenticated.set((authenticated, rule))
         try:
             return await call_next(request, ctx)
@@ -70,6 +75,9 @@ class Authorize:
         authenticated, rule = found
         caller = await self._authorizer.authorize(authenticated.principal, rule, request, authenticated.membership_hint)
         set_caller(caller)
+        record = current_call()
+        if record is not None:
+            record.authorized = True
         try:
             return await call_next(request, ctx)
         finally:

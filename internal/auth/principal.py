@@ -29,6 +29,11 @@ class Principal:
     permissions: frozenset[str] = field(default_factory=frozenset)
 
     @property
+    def public_id(self) -> str:
+        """The user's or the API key's public id: how events name the actor."""
+        return (self.user_public_id if self.kind is PrincipalKind.USER else self.api_key_public_id) or ""
+
+    @property
     def log_name(self) -> str:
         """How the access log names the caller (never a secret)."""
         if self.kind is PrincipalKind.USER:

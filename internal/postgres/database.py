@@ -6,14 +6,18 @@ Every unit of work is a transaction that carries the request's remaining deadlin
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import psycopg.errors
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.abc import Params, QueryNoTemplate
+from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from internal import deadlines
@@ -71,6 +75,29 @@ class _CallConnection:
         self.conn: AsyncConnection[Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Statement:
+    query: QueryNoTemplate
+    params: Params | None = None
+
+
+class OpenTransaction:
+    """A transaction of Database.pipelined_transaction: its connection, the cursor of its first
+    statement, and the statement that is to travel with its COMMIT."""
+
+    __slots__ = ("conn", "last", "opened")
+
+    def __init__(self, conn: AsyncConnection[Any], opened: AsyncCursor[Any] | None) -> None:
+        self.conn = conn
+        self.opened = opened
+        self.last: Statement | None = None
+
+    def commit_with(self, statement: Statement) -> None:
+        self.last = statement
+
+
+# Callbacks waiting for the commit of the call's pipelined (write) transaction.
+_after_commit: ContextVar[list[Callable[[], None]] | None] = ContextVar("altalune_after_commit", default=None)
 _call_connection: ContextVar[_CallConnection | None] = ContextVar("altalune_call_connection", default=None)
 
 
@@ -158,6 +185,71 @@ class Database:
                 yield conn
 
     @asynccontextmanager
+    async def pipelined_transaction(
+        self,
+        *,
+        committed_before: Statement | None = None,
+        first: Statement | None = None,
+        on_committed_before: Callable[[], None] = lambda: None,
+    ) -> AsyncIterator[OpenTransaction]:
+        """One transaction whose BEGIN travels with its `first` statement, and whose COMMIT with the
+        statement given to `OpenTransaction.commit_with`: the write path's two round trips fewer.
+        `committed_before` is committed on its own just before the transaction, in the same round
+        trip (a pipeline Sync ends its implicit transaction; `on_committed_before` is told when it
+        is through, so a caller knows it committed even if the transaction then fails). Statements
+        run inside the block join
+        the transaction (a nested transaction() becomes a savepoint), as with transaction().
+        """
+        with _translate_errors():
+            async with self._checkout() as conn:
+                opened: AsyncCursor[Any] | None = None
+                try:
+                    async with conn.pipeline() as pipeline:
+                        if committed_before is not None:
+                            await conn.execute(committed_before.query, committed_before.params)
+                            await pipeline.sync()
+                            on_committed_before()
+                        await conn.execute("BEGIN")
+                        statement_timeout = self._timeout_override()
+                        if statement_timeout is not None:
+                            await conn.execute(
+                                "SELECT set_config('statement_timeout', %s, true)", (str(statement_timeout),)
+                            )
+                        if first is not None:
+                            opened = await conn.execute(first.query, first.params)
+                    transaction = OpenTransaction(conn, opened)
+                    waiting: list[Callable[[], None]] = []
+                    token = _after_commit.set(waiting)
+                    try:
+                        yield transaction
+                    finally:
+                        _after_commit.reset(token)
+                    async with conn.pipeline():
+                        if transaction.last is not None:
+                            await conn.execute(transaction.last.query, transaction.last.params)
+                        committed = await conn.execute("COMMIT")
+                    # COMMIT of a transaction that failed answers ROLLBACK instead of an error.
+                    if committed.statusmessage != "COMMIT":
+                        raise psycopg.errors.InFailedSqlTransaction("the write transaction rolled back at COMMIT")
+                    for callback in waiting:
+                        callback()
+                except BaseException:
+                    if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+                        with contextlib.suppress(psycopg.Error):
+                            await conn.execute("ROLLBACK")
+                    raise
+
+    @staticmethod
+    def after_commit(callback: Callable[[], None]) -> None:
+        """Run `callback` once the call's write transaction has committed (at once outside one):
+        e.g. waking a background task that must see what the transaction wrote."""
+        waiting = _after_commit.get()
+        if waiting is None:
+            callback()
+        else:
+            waiting.append(callback)
+
+    @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection[Any]]:
         """A connection in autocommit mode: each statement is atomic on its own and costs one round
         trip. For reads and single-statement writes; multi-step writes must use transaction().
@@ -170,6 +262,14 @@ class Database:
             return
         with _translate_errors():
             async with self._checkout() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def separate_connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A pooled connection of its own, in autocommit, even inside a call scope: for a record
+        that must be written when the call's own connection may be unusable (a cancelled statement)."""
+        with _translate_errors():
+            async with self._pool.connection(timeout=POOL_WAIT_S) as conn:
                 yield conn
 
     @asynccontextmanager

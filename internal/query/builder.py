@@ -198,12 +198,28 @@ class _Where:
     params: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A trusted SQL condition from code with its bound values, for what a QueryRequest cannot
+    say (a time range): `occurred_at >= %(since)s`, {"since": ...}. Its names must not start with `f`
+    followed by a digit, nor be `scope`, `keyword`, `limit` or `offset`."""
+
+    sql: str
+    values: Mapping[str, Any]
+
+
 def _where(
-    spec: QuerySpec, params: QueryParams, scope: Any, *, skip_filter: str | None = None, prefix: str = ""
+    spec: QuerySpec,
+    params: QueryParams,
+    scope: Any,
+    *,
+    skip_filter: str | None = None,
+    prefix: str = "",
+    extra: Sequence[Condition] = (),
 ) -> _Where:
     """The WHERE clause; `prefix` keeps placeholder names apart when several clauses share params."""
-    conditions: list[str] = []
-    bound: dict[str, Any] = {}
+    conditions: list[str] = [condition.sql for condition in extra]
+    bound: dict[str, Any] = {name: value for condition in extra for name, value in condition.values.items()}
     if spec.scope_column is not None:
         conditions.append(f"{quoted(spec.scope_column)} = %({prefix}scope)s")
         bound[prefix + "scope"] = scope
@@ -240,10 +256,11 @@ async def run_query(
     *,
     scope: Any = None,
     catalogs: CatalogCache | None = None,
+    extra: Sequence[Condition] = (),
 ) -> QueryResult[T]:
     """Fetch one page, the total count and the filter catalog in one pipelined round trip."""
     table = quoted(spec.table)
-    where = _where(spec, params, scope)
+    where = _where(spec, params, scope, extra=extra)
     sort_column, default_desc = spec.default_sort
     desc = params.sort_desc if params.sort_field else default_desc
     if params.sort_field:
@@ -261,7 +278,7 @@ async def run_query(
     catalog_columns: list[str] = []
     for key in dynamic_keys:
         # Facet semantics: a key's catalog ignores that key's own filter, so choices stay visible.
-        facet = _where(spec, params, scope, skip_filter=key, prefix=f"{key}__")
+        facet = _where(spec, params, scope, skip_filter=key, prefix=f"{key}__", extra=extra)
         catalog_params.update(facet.params)
         column = quoted(spec.filters[key].column)
         catalog_columns.append(

@@ -56,10 +56,20 @@ class CallRecord:
     path: str | None = None
     status: int = 0
     quiet: bool = False
+    user_agent: str = ""
+    # Who called, once authentication accepted a credential (public ids only), and whether
+    # authorization let the call through: the event log records refusals from these.
+    actor_kind: str = "anonymous"
+    actor_id: str = ""
+    authorized: bool = False
 
     def failed(self, error: ConnectError) -> None:
         self.code = error.code.name.lower()
         self.reason = reason_of(error)
+
+    def identified(self, kind: str, public_id: str) -> None:
+        self.actor_kind = kind
+        self.actor_id = public_id
 
     def named(self, rpc: str) -> None:
         self.rpc = rpc

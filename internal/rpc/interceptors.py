@@ -1,6 +1,7 @@
 """The one interceptor chain, outermost first: request scope + access log, error mapping,
 the drain (calls in flight, for shutdown), concurrency limit, deadline, the call's database
-connection, authentication, validation, authorization (internal/auth).
+connection, refusal events, authentication, validation, authorization (internal/auth), trusted
+writes (internal/events).
 It runs for every RPC on both ports (see endpoints.build_routes)."""
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ async def _in_record(
 ) -> Message:
     method = ctx.method()
     record.named(f"{method.service_name}/{method.name}")
+    record.user_agent = ctx.request_headers().get("user-agent", "")[:256]
     ctx.response_headers()[REQUEST_ID_HEADER] = record.request_id
     try:
         return await call_next(request, ctx)
@@ -190,25 +192,32 @@ def default_chain(
     authenticate: UnaryInterceptor,
     authorize: UnaryInterceptor,
     drain: Drain,
+    refusal_events: UnaryInterceptor | None = None,
+    trusted_writes: UnaryInterceptor | None = None,
     max_concurrent_calls: int = 512,
 ) -> list[UnaryInterceptor]:
     """Outermost first. Every RPC on both ports passes through exactly this list.
 
     Authentication comes before validation (an anonymous caller learns nothing but
     UNAUTHENTICATED) and inside the deadline (its database lookups obey it); authorization comes
-    after validation because it reads the project id from the request.
+    after validation because it reads the project id from the request. The event log's two links
+    (internal/events) wrap them: refusals are recorded outside authentication, writes inside
+    authorization (which knows the caller and the project).
     """
-    return [
+    chain: list[UnaryInterceptor | None] = [
         RequestScope(),
         ErrorMapping(),
         drain,
         ConcurrencyLimit(max_concurrent_calls),
         Deadline(max_deadline_ms),
         call_scope,
+        refusal_events,
         authenticate,
         Validation(validator),
         authorize,
+        trusted_writes,
     ]
+    return [link for link in chain if link is not None]
 
 
 __all__ = [

@@ -23,6 +23,7 @@ from connectrpc.server import ConnectASGIApplication
 
 from internal.config import Settings
 from internal.container import Container
+from internal.events.store import purge_expired, purge_old_events
 from internal.logs import get_logger
 from internal.postgres.lease import SessionLease
 from internal.postgres.partitions import UPKEEP_LEASE_KEY
@@ -215,6 +216,14 @@ class AltaluneServer:
                 serving = ok
             await asyncio.sleep(HEALTH_INTERVAL_S)
 
+    async def _purge_expired(self) -> None:
+        """Idempotency records past their retention, and events past theirs (bounded batches)."""
+        db = self.container.db
+        keys = await purge_expired(db)
+        events = await purge_old_events(db, retention_days=self.settings.event_retention_days)
+        if keys or events:
+            log.info("expired records purged", idempotency_keys=keys, events=events)
+
     async def _upkeep_loop(self) -> None:
         """Tenancy upkeep off the request path: block partitions ahead of need, purges of deleted
         projects, removal of dead blocks. Runs at start, when woken (a delete, ids nearing the last
@@ -227,7 +236,7 @@ class AltaluneServer:
         gap = min(UPKEEP_MIN_GAP_S, self.settings.reaper_interval_s)
         while True:
             self._upkeep_wakeup.clear()
-            steps = (self.container.projects.prepare_blocks, self.container.projects.reap_deleted)
+            steps = (self.container.projects.prepare_blocks, self.container.projects.reap_deleted, self._purge_expired)
             for step in steps if await self._upkeep_lease.held() else ():
                 try:
                     await step()

@@ -43,6 +43,8 @@ pytestmark = pytest.mark.e2e
 
 _serial = itertools.count(1)
 REQUEST_ID_SHAPE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# The request_id the world's employee was created with: reusing it for another request is refused.
+WORLD_REQUEST_ID = "0b4f5a52-8f5e-4a0e-9d0c-6a1e2b3c4d5e"
 
 
 def unique(prefix: str) -> str:
@@ -140,6 +142,7 @@ async def world(transports: dict[str, Transport]) -> World:
             role="Admiral",
             department="Navy",
             status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
+            request_id=WORLD_REQUEST_ID,
         ),
     )
 
@@ -354,7 +357,9 @@ async def test_an_employee_can_be_created_read_updated_listed_and_deleted(
     expected.CopyFrom(created)
     expected.department = "Research"
     expected.updated_at.CopyFrom(updated.updated_at)
+    expected.etag = updated.etag
     assert updated == expected
+    assert updated.etag != created.etag
     assert updated.updated_at.ToDatetime() > created.updated_at.ToDatetime()
 
     listed = (
@@ -858,6 +863,34 @@ ERROR_CASES: dict[str, ErrorCase] = {
         "invalid_argument",
         "INVALID_ARGUMENT",
         ("scopes",),
+    ),
+    "create employee reusing a request_id of another request": ErrorCase(
+        CREATE_EMPLOYEE,
+        lambda w: E.CreateEmployeeRequest(
+            project_id=w.project_a.id,
+            name="Grace Hopper",
+            email="another.grace@parity.test",
+            role="Admiral",
+            department="Navy",
+            status=ACTIVE,
+            request_id=WORLD_REQUEST_ID,
+        ),
+        "invalid_argument",
+        "REQUEST_ID_REUSED",
+        (),
+    ),
+    "update employee with a stale etag": ErrorCase(
+        UPDATE_EMPLOYEE,
+        lambda w: E.UpdateEmployeeRequest(
+            project_id=w.project_a.id,
+            id=w.employee_a.id,
+            role="Rear Admiral",
+            etag="999999",
+            update_mask=FieldMask(paths=["role"]),
+        ),
+        "aborted",
+        "ETAG_MISMATCH",
+        (),
     ),
     "get an API key with an unknown id": ErrorCase(
         GET_API_KEY,

@@ -90,6 +90,7 @@ async def test_a_refused_call_returns_its_connection(container: Container, datab
         await _call(container, "/altalune.v1.EmployeeService/GetEmployee", stranger, api_key)
 
     assert refused.value.code.name == "NOT_FOUND"
+    await container.refusals.flush()  # the refusal's event is written off the request path
     stats = container.db.pool.get_stats()
     assert stats["pool_available"] == stats["pool_size"], stats  # nothing left checked out
     owned = await _call(

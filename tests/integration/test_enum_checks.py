@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from internal.domain.employee.model import STATUSES
+from internal.domain.event.model import ACTOR_KINDS, OUTCOMES
 from internal.domain.iam.model import PROJECT_ROLES
 from internal.domain.permission.model import SCOPES
 from internal.domain.project.model import ENVIRONMENTS
@@ -23,6 +24,10 @@ ENUM_COLUMNS: dict[tuple[str, str], EnumMapping[Any, Any]] = {
     ("projects", "environment"): ENVIRONMENTS,
     ("permissions", "scope"): SCOPES,
     ("project_members", "role"): PROJECT_ROLES,
+    ("project_events", "outcome"): OUTCOMES,
+    ("global_events", "outcome"): OUTCOMES,
+    ("project_events", "actor_kind"): ACTOR_KINDS,
+    ("global_events", "actor_kind"): ACTOR_KINDS,
 }
 
 # `CHECK ((status = ANY (ARRAY['active'::text, 'inactive'::text])))`, as pg_get_constraintdef prints

@@ -111,6 +111,6 @@ async def test_query_keyword_matches_name_and_description_and_sorts(container: C
     assert [p.name for p in by_description.data] == ["permission:read"]
     assert [p.name for p in name_desc.data] == ["role:write", "role:read", "role:delete"]
     assert [p.name for p in first_page.data] == ["apikey:delete", "apikey:read", "apikey:write"]
-    assert first_page.meta.page_count == 7
+    assert first_page.meta.page_count == -(-len(permission_catalog(access_rules(contract()).values())) // 3)
     with pytest.raises(InvalidArgument):
         await _query(permissions, common_pb2.QueryRequest(sorting=common_pb2.Sorting(field="scope")))

@@ -345,7 +345,7 @@ async def test_a_new_pooled_connection_has_the_project_tables_partition_descript
         )
         loaded = [str(r[0]) for r in await cur.fetchall()]
 
-    assert loaded == ["api_keys", "employees"]
+    assert loaded == ["api_keys", "employees", "project_events"]
 
 
 async def test_repeating_the_same_employee_read_keeps_locking_only_its_own_partition(container: Container) -> None:

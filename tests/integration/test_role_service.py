@@ -7,7 +7,8 @@ import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from altalune.v1 import common_pb2, role_pb2
-from internal.container import Container
+from internal.auth.policy import access_rules, permission_catalog
+from internal.container import Container, contract
 from internal.domain.role.errors import RoleBuiltin, RoleInUse, RoleNameTaken, RoleNotFound
 from internal.domain.role.repo import RoleRepo
 from internal.domain.role.service import RoleService
@@ -185,7 +186,10 @@ async def test_a_deleted_role_is_gone_with_its_grants_and_its_name_is_free(conta
         internal_ids = {int(row[0]) for row in await cur.fetchall()}
     (internal_id,) = internal_ids
     grants = "SELECT count(*) FROM role_permissions WHERE role_id = %s"
-    assert await _count(container, grants, internal_id) == 10
+    global_permissions = {
+        name for name, scope in permission_catalog(access_rules(contract()).values()).items() if scope == "global"
+    }
+    assert await _count(container, grants, internal_id) == len(global_permissions)
 
     await roles.delete_role(role_pb2.DeleteRoleRequest(id=role.id))
 

@@ -16,7 +16,7 @@ from internal.rpc.endpoints import ServiceBinding, build_routes
 
 def _handlers() -> list[tuple[Any, object]]:
     # The builders only store their dependencies: nothing is called on them here.
-    shared = Shared(db=cast(Any, None), hasher=cast(Any, None), projects=cast(Any, None))
+    shared = Shared(db=cast(Any, None), hasher=cast(Any, None), projects=cast(Any, None), writes={}, rpcs=())
     return [(registration.descriptor, registration.build(shared)) for registration in SERVICES]
 
 
