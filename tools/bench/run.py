@@ -6,7 +6,10 @@ employees in the first project, an API key. Then, for each worker count, a bare 
 `altalune serve` are driven by the same load generator, one after the other: GetEmployee and
 QueryEmployees (keyword + filter + sort, page of 20) over Connect JSON and gRPC, with an API key and
 with a login JWT. Each figure is printed with its percentage of the echo's figure on the same
-transport and worker count, measured minutes apart in the same run.
+transport and worker count, measured minutes apart in the same run. Then the write path:
+CreateEmployee (every call hires someone new; its Attempted and Succeeded events included) without
+and with a request_id (a new one per call: claimed and answered in the write's transaction), and
+their ratio.
 
 The load generator runs in `--load-processes` processes (2 by default) on the same machine as the
 server: client and server share the CPUs, so compare runs on the same machine only, alternated.
@@ -29,7 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +92,35 @@ def _process_tree(pid: int) -> list[int]:
 class Case:
     transport: str  # "grpc" | "connect"
     port: int
-    rpc: str  # "GetEmployee" | "QueryEmployees"
-    request: bytes
+    rpc: str  # "GetEmployee" | "QueryEmployees" | "CreateEmployee"
+    request: bytes  # for CreateEmployee: the template; every call hires someone new
     token: str | None
     concurrency: int
     seconds: float
     prefix: str = "/api"  # where the Connect routes are mounted
     channels: int = 4
+    request_ids: bool = False  # CreateEmployee: every call carries a new request_id
+
+
+_REQUEST_TYPES: dict[str, type[Any]] = {
+    "GetEmployee": employee_pb2.GetEmployeeRequest,
+    "QueryEmployees": employee_pb2.QueryEmployeesRequest,
+    "CreateEmployee": employee_pb2.CreateEmployeeRequest,
+}
+
+
+def _next_request(case: Case, template: Any) -> Any:
+    """A read repeats its request; a create hires someone new each call (a unique email), with a
+    new request_id when the case asks for one."""
+    if case.rpc != "CreateEmployee":
+        return template
+    request = employee_pb2.CreateEmployeeRequest()
+    request.CopyFrom(template)
+    token = uuid.uuid4()
+    request.email = f"{token.hex}@bench.example.com"
+    if case.request_ids:
+        request.request_id = str(token)
+    return request
 
 
 class _Bearer(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
@@ -122,6 +148,7 @@ class RawConnectCall:
         if token:
             head += f"Authorization: Bearer {token}\r\n"
         self._request = (head + "\r\n").encode() + body
+        self._length = f"Content-Length: {len(body)}".encode()
         self._port = port
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -133,10 +160,16 @@ class RawConnectCall:
         if self._writer is not None:
             self._writer.close()
 
-    async def call(self, _request: object = None) -> None:
+    async def call(self, request: Any = None) -> None:
         assert self._reader is not None
         assert self._writer is not None
-        self._writer.write(self._request)
+        if isinstance(request, employee_pb2.CreateEmployeeRequest):
+            body = json_format.MessageToJson(request, indent=None).encode()
+            head, _, _ = self._request.partition(b"\r\n\r\n")
+            head = head.replace(self._length, f"Content-Length: {len(body)}".encode())
+            self._writer.write(head + b"\r\n\r\n" + body)
+        else:
+            self._writer.write(self._request)
         head = (await self._reader.readuntil(b"\r\n\r\n")).lower()
         status = int(head[9:12])
         marker = head.find(b"content-length:")
@@ -155,8 +188,7 @@ class RawConnectCall:
 
 async def _drive(case: Case) -> tuple[int, int, list[float]]:
     """(calls that succeeded, calls that failed, latencies in ms) over case.seconds."""
-    request_type = employee_pb2.GetEmployeeRequest if case.rpc == "GetEmployee" else employee_pb2.QueryEmployeesRequest
-    request = request_type.FromString(case.request)
+    request = _REQUEST_TYPES[case.rpc].FromString(case.request)
     closers: list[Any] = []
     calls: list[Any] = []
     if case.transport == "grpc":
@@ -182,16 +214,17 @@ async def _drive(case: Case) -> tuple[int, int, list[float]]:
     # One warm-up call per caller, then the clock starts.
     for call in calls:
         with contextlib.suppress(Exception):
-            await call(request)
+            await call(_next_request(case, request))
     stop_at = time.perf_counter() + case.seconds
 
     async def caller(index: int) -> None:
         nonlocal failed
         call = calls[index % len(calls)]
         while time.perf_counter() < stop_at:
+            next_request = _next_request(case, request)
             started = time.perf_counter()
             try:
-                await call(request)
+                await call(next_request)
             except Exception:
                 failed += 1
                 continue
@@ -367,6 +400,16 @@ def main() -> None:
         query_request.query.filters["department"].values.append("Dept 1")
         query_request.query.sorting.field = "name"
         query = query_request.SerializeToString()
+        hire = employee_pb2.CreateEmployeeRequest(
+            project_id=setup.project,
+            name="Bench Hire",
+            email="template@bench.example.com",
+            role="Engineer",
+            department="Dept 1",
+            status=employee_pb2.EMPLOYEE_STATUS_ACTIVE,
+        ).SerializeToString()
+        # A server of a checkout before request_ids has no such field (Connect JSON would refuse it).
+        with_request_ids = "request_id" in (server_repo / "proto" / "altalune" / "v1" / "employee.proto").read_text()
 
         print(
             f"\nAltalune benchmark: {args.seconds:.0f} s per row, {args.concurrency} calls in flight from "
@@ -428,6 +471,19 @@ def main() -> None:
                             f"{name:<58} {figure.rate:>8.0f} {share:>6.0f}% {figure.p50:>8.2f} {figure.p99:>8.2f} "
                             f"{figure.failed:>6}"
                         )
+            # Writes, as the administrator (a JWT): every call hires someone new; with request_ids,
+            # each call also carries a new request_id (claimed and answered in its transaction).
+            for request_ids in (False, True) if with_request_ids else (False,):
+                for transport, port in (("connect", http_port), ("grpc", grpc_port)):
+                    case = Case(transport, port, "CreateEmployee", hire, admin_token, args.concurrency, args.seconds)
+                    figure = load(pool, args.load_processes, replace(case, request_ids=request_ids))
+                    label = "CreateEmployee + request_id" if request_ids else "CreateEmployee"
+                    rates[(workers, label, f"{transport}/JWT")] = figure.rate
+                    name = f"{label} ({transport}, JWT), {workers} worker{'s' if workers > 1 else ''}"
+                    print(
+                        f"{name:<58} {figure.rate:>8.0f} {'':>7} {figure.p50:>8.2f} {figure.p99:>8.2f} "
+                        f"{figure.failed:>6}"
+                    )
             memory[workers] = [_rss_mb(pid) for pid in _process_tree(server.pid)]
             _stop(server)
         if args.workers > 1:
@@ -435,6 +491,11 @@ def main() -> None:
             for (workers, rpc, how), rate in sorted(rates.items()):
                 if workers == args.workers and rates.get((1, rpc, how)):
                     print(f"  {rpc:<16} {how:<20} {rate / rates[(1, rpc, how)]:.2f}x")
+        print("\nCreateEmployee + request_id / CreateEmployee (calls/s; > 1 would be faster):")
+        for (workers, rpc, how), rate in sorted(rates.items()):
+            plain = rates.get((workers, "CreateEmployee", how))
+            if rpc == "CreateEmployee + request_id" and plain:
+                print(f"  {workers} worker(s) {how:<16} {rate / plain:.2f}x")
         for workers, sizes in memory.items():
             print(f"server RSS with {workers} worker(s), per process after the runs (MB): {[round(s) for s in sizes]}")
     finally:
