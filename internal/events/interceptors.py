@@ -26,7 +26,7 @@ from google.protobuf.message import Message
 
 from internal import deadlines
 from internal.auth.principal import current_caller
-from internal.errors import AppError, DeadlineExceeded, InternalError
+from internal.errors import AppError, DatabaseUnavailable, DeadlineExceeded, InternalError
 from internal.events.errors import RequestIdReused
 from internal.events.refusals import RefusalLog
 from internal.events.registry import CALL_REFUSED, REQUEST_ID_FIELD, EventOutcome, WriteRpc
@@ -126,7 +126,10 @@ class TrustedWrites:
         try:
             response, replayed = await self._write(write, call_next, request, ctx, attempt, attempted, progress)
         except AppError as error:
-            if progress.attempted:
+            # The connection lost while committing: the write may have committed (its Succeeded
+            # event with it) or not; the Attempted event stays alone, as after a cancellation.
+            unknown = progress.committing and isinstance(error, DatabaseUnavailable)
+            if progress.attempted and not unknown:
                 await self._failed(write, attempt, error.code.name.lower(), error.reason)
             raise
         except asyncio.CancelledError:
@@ -162,12 +165,13 @@ class TrustedWrites:
     ) -> tuple[Message, bool]:
         """Attempted, committed on its own; then the write and its Succeeded event in one
         transaction, or (the first answer, True) for a retry. Attempted, BEGIN and the request_id's
-        claim travel in one round trip, the Succeeded event and COMMIT in another."""
+        claim travel in one round trip, the Succeeded event and COMMIT in another
+        (Database.write_transaction)."""
         request_id = attempt.idempotency_key
         caller = f"{attempt.actor_kind}:{attempt.actor_id}"
         fingerprint = write.fingerprint(request) if request_id else b""
         claim = RequestIdClaim(caller, request_id, write.rpc, fingerprint, self._retention_s) if request_id else None
-        async with self._db.pipelined_transaction(
+        async with self._db.write_transaction(
             committed_before=committed_on_its_own(attempted),
             first=claim.statement() if claim is not None else None,
             on_committed_before=progress.attempted_committed,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from dataclasses import asdict
 
 from internal.events.store import EventDraft, committed_on_its_own
 from internal.logs import get_logger
@@ -83,7 +82,7 @@ class RefusalLog:
         async with self._db.separate_connection() as conn:
             cur = conn.cursor()
             # One pipelined round trip and one (asynchronous) commit for the whole batch.
-            await cur.executemany(statement.query, [asdict(draft) for draft in batch])
+            await cur.executemany(statement.query, [draft.params() for draft in batch])
         for _ in batch:
             self._queue.popleft()
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 import psycopg.errors
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.abc import Params, QueryNoTemplate
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -82,12 +82,12 @@ class Statement:
 
 
 class OpenTransaction:
-    """A transaction of Database.pipelined_transaction: its connection, the cursor of its first
-    statement, and the statement that is to travel with its COMMIT."""
+    """A transaction of Database.write_transaction: its connection, the cursor holding its first
+    statement's result, and the statement that is to travel with its COMMIT."""
 
     __slots__ = ("conn", "last", "opened")
 
-    def __init__(self, conn: AsyncConnection[Any], opened: AsyncCursor[Any] | None) -> None:
+    def __init__(self, conn: AsyncConnection[Any], opened: AsyncClientCursor[Any] | None) -> None:
         self.conn = conn
         self.opened = opened
         self.last: Statement | None = None
@@ -185,56 +185,63 @@ class Database:
                 yield conn
 
     @asynccontextmanager
-    async def pipelined_transaction(
+    async def write_transaction(
         self,
         *,
         committed_before: Statement | None = None,
         first: Statement | None = None,
         on_committed_before: Callable[[], None] = lambda: None,
     ) -> AsyncIterator[OpenTransaction]:
-        """One transaction whose BEGIN travels with its `first` statement, and whose COMMIT with the
-        statement given to `OpenTransaction.commit_with`: the write path's two round trips fewer.
-        `committed_before` is committed on its own just before the transaction, in the same round
-        trip (a pipeline Sync ends its implicit transaction; `on_committed_before` is told when it
-        is through, so a caller knows it committed even if the transaction then fails). Statements
-        run inside the block join
-        the transaction (a nested transaction() becomes a savepoint), as with transaction().
+        """One transaction opened and closed by one round trip each, the write path's envelope.
+
+        The opening sends `committed_before` (committed on its own: `on_committed_before` is told
+        once it is, even if the transaction then fails), BEGIN and `first` as one multi-statement
+        query; the closing sends the statement given to `OpenTransaction.commit_with` and COMMIT.
+        Each call to the driver costs the process about as much as the database's work on it, so
+        the write path sends two instead of five. Such queries bind values client-side (psycopg's
+        literal quoting); the statements inside the block are ordinary ones and join the
+        transaction (a nested transaction() becomes a savepoint), as with transaction().
         """
         with _translate_errors():
             async with self._checkout() as conn:
-                opened: AsyncCursor[Any] | None = None
+                envelope = AsyncClientCursor(conn)
+                opening: list[Statement] = []
+                if committed_before is not None:
+                    opening += [committed_before, Statement("COMMIT")]
+                opening.append(Statement("BEGIN"))
+                statement_timeout = self._timeout_override()
+                if statement_timeout is not None:
+                    opening.append(
+                        Statement("SELECT set_config('statement_timeout', %s, true)", (str(statement_timeout),))
+                    )
+                if first is not None:
+                    opening.append(first)
                 try:
-                    async with conn.pipeline() as pipeline:
-                        if committed_before is not None:
-                            await conn.execute(committed_before.query, committed_before.params)
-                            await pipeline.sync()
-                            on_committed_before()
-                        await conn.execute("BEGIN")
-                        statement_timeout = self._timeout_override()
-                        if statement_timeout is not None:
-                            await conn.execute(
-                                "SELECT set_config('statement_timeout', %s, true)", (str(statement_timeout),)
-                            )
-                        if first is not None:
-                            opened = await conn.execute(first.query, first.params)
-                    transaction = OpenTransaction(conn, opened)
+                    try:
+                        await envelope.execute(_joined(envelope, opening))
+                    finally:
+                        if committed_before is not None and conn.info.transaction_status in _IN_TRANSACTION:
+                            on_committed_before()  # it committed: the BEGIN after it ran
+                    while envelope.nextset():
+                        pass  # the cursor now holds `first`'s result
+                    transaction = OpenTransaction(conn, envelope if first is not None else None)
                     waiting: list[Callable[[], None]] = []
                     token = _after_commit.set(waiting)
                     try:
                         yield transaction
                     finally:
                         _after_commit.reset(token)
-                    async with conn.pipeline():
-                        if transaction.last is not None:
-                            await conn.execute(transaction.last.query, transaction.last.params)
-                        committed = await conn.execute("COMMIT")
+                    closing = [transaction.last] if transaction.last is not None else []
+                    await envelope.execute(_joined(envelope, [*closing, Statement("COMMIT")]))
+                    while envelope.nextset():
+                        pass
                     # COMMIT of a transaction that failed answers ROLLBACK instead of an error.
-                    if committed.statusmessage != "COMMIT":
+                    if envelope.statusmessage != "COMMIT":
                         raise psycopg.errors.InFailedSqlTransaction("the write transaction rolled back at COMMIT")
                     for callback in waiting:
                         callback()
                 except BaseException:
-                    if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+                    if conn.info.transaction_status in _IN_TRANSACTION:
                         with contextlib.suppress(psycopg.Error):
                             await conn.execute("ROLLBACK")
                     raise
@@ -292,6 +299,14 @@ class Database:
             return True
         except Exception:  # any failure means "not ready"
             return False
+
+
+def _joined(cursor: AsyncClientCursor[Any], statements: list[Statement]) -> str:
+    """Statements bound client-side into one multi-statement query (one round trip)."""
+    return "; ".join(cursor.mogrify(s.query, s.params) for s in statements)
+
+
+_IN_TRANSACTION = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 
 
 @contextmanager
