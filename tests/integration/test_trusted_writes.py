@@ -30,7 +30,13 @@ UPDATE = "/altalune.v1.EmployeeService/UpdateEmployee"
 
 
 async def _call(
-    container: Container, path: str, request: Message, token: str, *, request_id: str | None = None
+    container: Container,
+    path: str,
+    request: Message,
+    token: str,
+    *,
+    request_id: str | None = None,
+    timeout_ms: int | None = None,
 ) -> tuple[Message, dict[str, str]]:
     """One call through the route (the whole chain), as a port makes it: in its request record."""
     route = container.routes[path]
@@ -38,7 +44,7 @@ async def _call(
         method=route.method,
         http_method="POST",
         request_headers=Headers({"authorization": f"Bearer {token}"}),
-        timeout_ms=None,
+        timeout_ms=timeout_ms,
     )
     with call_record(request_id, transport="direct", peer="test"):
         response = await route.function(request, ctx)
@@ -431,3 +437,25 @@ async def test_an_api_key_secret_is_never_stored_so_a_replay_answers_the_key_wit
     secret_part = first.secret.rsplit("_", 1)[-1].encode()
     assert len(stored) == 1
     assert secret_part not in bytes(stored[0][0])
+
+
+async def test_a_write_with_a_short_deadline_carries_it_into_its_transaction(
+    container: Container, database_url: str
+) -> None:
+    """A client deadline shorter than the server's lowers the write transaction's statement
+    timeout (sent with its BEGIN); the write and its events behave as without one."""
+    jwt, project = await _admin(container, database_url)
+    key = str(uuid.uuid4())
+
+    first, _ = await _call(container, CREATE, _hire(project, "ann@example.com", key), jwt, timeout_ms=5000)
+    again, headers = await _call(container, CREATE, _hire(project, "ann@example.com", key), jwt, timeout_ms=5000)
+
+    assert again == first
+    assert headers["idempotent-replayed"] == "true"
+    types = [e["type"] for e in await _events(container, "project_events", "idempotency_key = %s", key)]
+    assert types == [
+        "CreateEmployeeAttempted",
+        "CreateEmployeeSucceeded",
+        "CreateEmployeeAttempted",
+        "CreateEmployeeReplayed",
+    ]
