@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, LiteralString
 
 from internal.events.registry import EventOutcome
-from internal.postgres.database import Database, OpenTransaction, Statement
+from internal.postgres.database import Database, OpenTransaction, Statement, delete_in_batches
 
 GLOBAL_STREAM = 0
 
@@ -173,19 +173,16 @@ class RequestIdClaim:
         return FirstAnswer(rpc=row[0], fingerprint=bytes(row[1]), response=bytes(row[2]))
 
 
-async def purge_expired(db: Database, *, idempotency_batch: int = 5000) -> int:
+async def purge_expired(db: Database, *, batch: int = 5000) -> int:
     """Expired idempotency records, in bounded batches; returns how many went."""
-    removed = 0
     async with db.connection() as conn:
-        while True:
-            cur = await conn.execute(
-                "DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY("
-                "SELECT ctid FROM idempotency_keys WHERE expires_at <= now() LIMIT %(n)s))",
-                {"n": idempotency_batch},
-            )
-            removed += cur.rowcount
-            if cur.rowcount < idempotency_batch:
-                return removed
+        return await delete_in_batches(
+            conn,
+            "DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY("
+            "SELECT ctid FROM idempotency_keys WHERE expires_at <= now() LIMIT %(n)s))",
+            {},
+            batch=batch,
+        )
 
 
 _OLD_EVENTS: tuple[LiteralString, ...] = (
@@ -197,16 +194,9 @@ _OLD_EVENTS: tuple[LiteralString, ...] = (
 
 
 async def purge_old_events(db: Database, *, retention_days: float, batch: int = 5000) -> int:
-    """Events older than the retention, in bounded batches, from both streams. The purge says so
-    for its own session, which the append-only triggers let through (its settings are reset when
-    the connection returns to the pool)."""
+    """Events older than the retention, in bounded batches, from both streams."""
     removed = 0
-    async with db.autocommit() as conn:
-        await conn.execute("SET altalune.purging_events = on")
+    async with db.purging() as conn:
         for statement in _OLD_EVENTS:
-            while True:
-                cur = await conn.execute(statement, {"days": retention_days, "n": batch})
-                removed += cur.rowcount
-                if cur.rowcount < batch:
-                    break
+            removed += await delete_in_batches(conn, statement, {"days": retention_days}, batch=batch)
     return removed

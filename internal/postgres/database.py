@@ -7,7 +7,7 @@ Every unit of work is a transaction that carries the request's remaining deadlin
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -291,6 +291,14 @@ class Database:
             finally:
                 await conn.execute("RESET ALL")
 
+    @asynccontextmanager
+    async def purging(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """An autocommit connection of the purges: the event log's append-only triggers let its
+        deletes through (migration 0007); the setting is reset when it returns to the pool."""
+        async with self.autocommit() as conn:
+            await conn.execute("SET altalune.purging_events = on")
+            yield conn
+
     async def ping(self) -> bool:
         """True if a connection answers `SELECT 1` quickly; used by readiness and health."""
         try:
@@ -299,6 +307,20 @@ class Database:
             return True
         except Exception:  # any failure means "not ready"
             return False
+
+
+async def delete_in_batches(
+    conn: AsyncConnection[Any], statement: QueryNoTemplate, params: Mapping[str, Any], *, batch: int
+) -> int:
+    """Run a DELETE that removes at most `batch` rows (it binds `%(n)s`) until one removes fewer.
+    On an autocommit connection each batch commits on its own: short statements that hold no lock
+    long, and an interrupted purge keeps what it did. Returns how many rows went."""
+    removed = 0
+    while True:
+        cur = await conn.execute(statement, {**params, "n": batch})
+        removed += cur.rowcount
+        if cur.rowcount < batch:
+            return removed
 
 
 def _joined(cursor: AsyncClientCursor[Any], statements: list[Statement]) -> str:

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import AsyncConnection, sql
 
 from internal.logs import get_logger
-from internal.postgres.database import Database
+from internal.postgres.database import Database, delete_in_batches
 
 log = get_logger(__name__)
 
@@ -117,20 +117,13 @@ async def purge_project_rows(db: Database, project_id: int, *, batch_rows: int =
     next round resumes it. Returns how many rows were deleted.
     """
     deleted = 0
-    # The event log's append-only trigger lets a session that says it purges delete (its settings
-    # are reset when the connection returns to the pool).
-    async with db.autocommit() as conn:
-        await conn.execute("SET altalune.purging_events = on")
+    async with db.purging() as conn:
         for table in await project_tables(conn):
             statement = sql.SQL(
                 "DELETE FROM {t} WHERE project_id = %(p)s AND ctid = ANY (ARRAY("
                 "SELECT ctid FROM {t} WHERE project_id = %(p)s LIMIT %(n)s))"
             ).format(t=sql.Identifier(table))
-            while True:
-                cur = await conn.execute(statement, {"p": project_id, "n": batch_rows})
-                deleted += cur.rowcount
-                if cur.rowcount < batch_rows:
-                    break
+            deleted += await delete_in_batches(conn, statement, {"p": project_id}, batch=batch_rows)
     return deleted
 
 
