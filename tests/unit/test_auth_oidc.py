@@ -15,6 +15,7 @@ import secrets
 import stat
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,18 @@ async def test_a_token_with_a_tampered_payload_is_rejected(local: LocalIssuer, l
     assert await _rejection(local_verifier, forged) == "TOKEN_INVALID"
 
 
+@dataclass(frozen=True)
+class _FromNow:
+    """A timestamp claim `seconds` after the moment the test runs."""
+
+    seconds: int
+    as_text: bool = False
+
+    def at_run(self) -> int | str:
+        stamp = int(time.time()) + self.seconds
+        return str(stamp) if self.as_text else stamp
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -237,11 +250,11 @@ async def test_a_token_with_a_tampered_payload_is_rejected(local: LocalIssuer, l
         pytest.param({"aud": None}, id="no-audience"),
         pytest.param({"sub": None}, id="no-subject"),
         pytest.param({"exp": None}, id="no-expiry"),
-        pytest.param({"nbf": int(time.time()) + 3600}, id="not-yet-valid"),
+        pytest.param({"nbf": _FromNow(3600)}, id="not-yet-valid"),
         pytest.param({"sub": "abc\u0000def"}, id="nul-in-subject"),
         pytest.param({"sub": 12345}, id="numeric-subject"),
         pytest.param({"email": "a\u0000@example.com"}, id="nul-in-email"),
-        pytest.param({"exp": str(int(time.time()) + 300)}, id="expiry-as-a-string"),
+        pytest.param({"exp": _FromNow(300, as_text=True)}, id="expiry-as-a-string"),
     ],
 )
 async def test_a_correctly_signed_local_token_with_wrong_claims_is_rejected(
@@ -250,7 +263,10 @@ async def test_a_correctly_signed_local_token_with_wrong_claims_is_rejected(
     local_verifier: TokenVerifier,
     overrides: dict[str, Any],
 ) -> None:
-    token = jwt.encode(_local_claims(**overrides), local_private_key, algorithm="ES256", headers={"kid": local.kid})
+    # Times are taken when the test runs, not when it is collected: a long suite runs the unit
+    # tests minutes after collection, which had expired the 300 s token before it was verified.
+    claims = {name: value.at_run() if isinstance(value, _FromNow) else value for name, value in overrides.items()}
+    token = jwt.encode(_local_claims(**claims), local_private_key, algorithm="ES256", headers={"kid": local.kid})
 
     assert await _rejection(local_verifier, token) == "TOKEN_INVALID"
 
