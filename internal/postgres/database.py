@@ -96,7 +96,7 @@ class OpenTransaction:
         self.last = statement
 
 
-# Callbacks waiting for the commit of the call's pipelined (write) transaction.
+# Callbacks waiting for the commit of the call's write transaction (Database.write_transaction).
 _after_commit: ContextVar[list[Callable[[], None]] | None] = ContextVar("altalune_after_commit", default=None)
 _call_connection: ContextVar[_CallConnection | None] = ContextVar("altalune_call_connection", default=None)
 
