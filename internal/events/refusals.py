@@ -22,6 +22,7 @@ log = get_logger("altalune.events")
 QUEUE_CAPACITY = 10_000
 BATCH = 500
 RETRY_PAUSE_S = 1.0
+FINAL_FLUSH_S = 0.5
 
 
 class RefusalLog:
@@ -46,15 +47,19 @@ class RefusalLog:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="refusal-events")
 
-    async def stop(self) -> None:
-        """Stop the writer, after a last attempt to write what is queued."""
+    async def stop(self, *, within_s: float = FINAL_FLUSH_S) -> None:
+        """Stop the writer, after a last attempt to write what is queued; bounded, so shutdown
+        keeps its promise (grace + 1 s) when the database is gone."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
         with contextlib.suppress(Exception):
-            await self.flush()
+            async with asyncio.timeout(within_s):
+                await self.flush()
+        if self._queue:
+            log.warning("refusal events not written at shutdown", dropped=len(self._queue))
 
     async def flush(self) -> None:
         """Write everything queued so far (tests, shutdown)."""
