@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from google.protobuf import descriptor_pb2
-from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor, ServiceDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor, ServiceDescriptor
 
 from altalune.v1 import access_pb2
 
@@ -51,6 +51,13 @@ class AccessRule:
         return self.project_field is not None
 
 
+def is_string_field(message: Descriptor, name: str) -> bool:
+    """True if `message` has a singular string field `name`: what an option naming a request
+    field (access's project_field, the event log's id_field) may point at."""
+    field = message.fields_by_name.get(name)
+    return field is not None and field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated
+
+
 def rule_for(method: MethodDescriptor) -> AccessRule:
     """The method's rule, or PolicyError naming the RPC when it has none or a malformed one."""
     name = f"{method.containing_service.full_name}/{method.name}"
@@ -65,10 +72,8 @@ def rule_for(method: MethodDescriptor) -> AccessRule:
     if not _PERMISSION.fullmatch(access.permission):
         raise PolicyError(f"{name}: permission {access.permission!r} is not a 'resource:action' name")
     project_field = access.project_field or None
-    if project_field is not None:
-        field = method.input_type.fields_by_name.get(project_field)
-        if field is None or field.type != FieldDescriptor.TYPE_STRING or field.is_repeated:
-            raise PolicyError(f"{name}: project_field {project_field!r} is not a string field of the request")
+    if project_field is not None and not is_string_field(method.input_type, project_field):
+        raise PolicyError(f"{name}: project_field {project_field!r} is not a string field of the request")
     return AccessRule(permission=access.permission, project_field=project_field)
 
 

@@ -21,6 +21,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from connectrpc.code import Code
 from connectrpc.request import RequestContext
 from google.protobuf.message import Message
 
@@ -47,7 +48,7 @@ log = get_logger("altalune.events")
 REPLAYED_HEADER = "idempotent-replayed"
 # Refusals that are security events. Anything else raised before authorization let the call
 # through (an invalid request, overload, a deadline) is not one.
-_REFUSAL_CODES = frozenset({"unauthenticated", "permission_denied", "not_found"})
+_REFUSAL_CODES = frozenset({Code.UNAUTHENTICATED, Code.PERMISSION_DENIED, Code.NOT_FOUND})
 
 
 def _draft(record: CallRecord, rpc: str, **values: Any) -> EventDraft:
@@ -78,7 +79,7 @@ class RefusalEvents:
             return await call_next(request, ctx)
         except AppError as error:
             record = current_call()
-            if record is None or record.authorized or error.code.name.lower() not in _REFUSAL_CODES:
+            if record is None or record.authorized or error.code not in _REFUSAL_CODES:
                 raise
             method = ctx.method()
             field = self._project_fields.get(f"/{method.service_name}/{method.name}")

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 from altalune.v1 import event_pb2
-from internal.auth.policy import AccessRule
+from internal.auth.policy import AccessRule, is_string_field
 
 if TYPE_CHECKING:
     from google.protobuf.internal.extension_dict import _ExtensionFieldDescriptor
@@ -123,11 +123,6 @@ def _is_write(method: MethodDescriptor) -> bool:
     return options.idempotency_level != descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS
 
 
-def _string_field(message: Descriptor, name: str) -> bool:
-    field = message.fields_by_name.get(name)
-    return field is not None and field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated
-
-
 def write_rpcs(services: Sequence[ServiceDescriptor], rules: Mapping[str, AccessRule]) -> dict[str, WriteRpc]:
     """Every write RPC by route path (/pkg.Service/Method), checked against the contract's rules."""
     writes: dict[str, WriteRpc] = {}
@@ -147,9 +142,9 @@ def write_rpcs(services: Sequence[ServiceDescriptor], rules: Mapping[str, Access
             option: event_pb2.EventOption = options.Extensions[EVENT_OPTION]
             if not option.resource:
                 raise EventDeclarationError(f"{name}: (altalune.v1.event) must name its resource")
-            if option.id_field and not _string_field(method.input_type, option.id_field):
+            if option.id_field and not is_string_field(method.input_type, option.id_field):
                 raise EventDeclarationError(f"{name}: id_field {option.id_field!r} is not a request string field")
-            if not _string_field(method.input_type, REQUEST_ID_FIELD):
+            if not is_string_field(method.input_type, REQUEST_ID_FIELD):
                 raise EventDeclarationError(f"{name} writes but its request has no `string request_id` field")
             resource_field = _resource_field(method.output_type)
             if not option.id_field and resource_field is None:
