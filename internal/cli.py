@@ -15,6 +15,7 @@ from internal.config import REPO_ROOT, SETTING_VARIABLES, ConfigError, Settings,
 from internal.container import local_issuer
 from internal.ids import new_public_id
 from internal.logs import configure_logging, get_logger
+from internal.observability.tracing import exporter_choice
 from internal.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from internal.postgres.migrations import migrate_up, migration_status
 from internal.postgres.partitions import reconcile_partitions
@@ -180,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
+        exporter_choice(os.environ)  # a mistyped OTEL_* stops start-up here, not in each worker
     except ConfigError as exc:
         print(f"altalune: configuration error: {exc}", file=sys.stderr)
         return 2

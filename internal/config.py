@@ -68,6 +68,8 @@ SETTING_VARIABLES = (
     "ALTALUNE_OIDC_ISSUER",
     "ALTALUNE_OIDC_AUDIENCE",
     "ALTALUNE_OIDC_JWKS_URL",
+    "ALTALUNE_METRICS",
+    "ALTALUNE_METRICS_TOKEN",
 )
 _LEFT_ALONE = frozenset({"ALTALUNE_TOKEN"})
 _LEFT_ALONE_PREFIXES = ("ALTALUNE_TEST_", "ALTALUNE_WORKER_", "ALTALUNE_FUZZ_")
@@ -126,6 +128,10 @@ class Settings:
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
+    # GET /metrics on the HTTP port (docs/operating.md); with a token it answers only a scraper
+    # that sends `Authorization: Bearer <token>`.
+    metrics: bool = True
+    metrics_token: str | None = None
 
 
 N = TypeVar("N", int, float)
@@ -185,6 +191,15 @@ def _oidc(env: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
     return values[0], values[1], url
 
 
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    raw = env.get("ALTALUNE_METRICS_TOKEN", "")
+    if not raw:
+        return None
+    if len(raw) < 16 or not raw.isascii() or not raw.isprintable() or " " in raw:
+        raise ConfigError("ALTALUNE_METRICS_TOKEN must be at least 16 printable ASCII characters, no spaces")
+    return raw
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every ALTALUNE_* variable; raise ConfigError naming the first bad one."""
     env = os.environ if env is None else env
@@ -224,4 +239,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         oidc_issuer=oidc[0],
         oidc_audience=oidc[1],
         oidc_jwks_url=oidc[2],
+        metrics=_choice(env, "ALTALUNE_METRICS", "on", ("on", "off")) == "on",
+        metrics_token=_metrics_token(env),
     )

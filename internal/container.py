@@ -7,6 +7,8 @@ contract checks are all derived from it, so adding a domain adds one line there.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,13 +52,17 @@ from internal.domain.user.service import UserService
 from internal.events.interceptors import RefusalEvents, TrustedWrites
 from internal.events.refusals import RefusalLog
 from internal.events.registry import WriteRpc, event_types, write_rpcs
+from internal.observability.metrics import Metrics
+from internal.observability.tracing import Tracing
 from internal.postgres.database import Database, create_pool
+from internal.postgres.observed import observed_cursors
 from internal.postgres.partitions import warm_connection
 from internal.rpc.endpoints import ServiceBinding, UnaryRoute, build_routes
 from internal.rpc.interceptors import CallScope, Drain, default_chain
 from internal.validation import RequestValidator
 
 PEPPER_FILE = "api-key-pepper"
+TRACE_FLUSH_S = 1.0
 LOCAL_ISSUER_KEY_FILE = "local-issuer.pem"
 
 
@@ -134,12 +140,24 @@ class Container:
     drain: Drain
     validator: RequestValidator
     refusals: RefusalLog
+    metrics: Metrics | None
+    tracing: Tracing
 
     @classmethod
     def build(
-        cls, settings: Settings, database_url: str, *, wake_upkeep: Callable[[], None] = lambda: None
+        cls,
+        settings: Settings,
+        database_url: str,
+        *,
+        wake_upkeep: Callable[[], None] = lambda: None,
+        tracing: Tracing | None = None,
     ) -> Container:
         """Wire the object graph. Nothing touches the network here; see open()."""
+        services = contract()
+        rpcs = tuple(f"{s.full_name}/{m.name}" for s in services for m in s.methods)
+        metrics = Metrics(rpcs) if settings.metrics else None
+        tracing = tracing or Tracing.from_environment()
+        cursor, client_cursor = observed_cursors(metrics, tracing)
         pool = create_pool(
             database_url,
             min_size=settings.pool_min_size,
@@ -147,16 +165,15 @@ class Container:
             max_lifetime_s=settings.pool_max_lifetime_s,
             statement_timeout_ms=settings.max_deadline_ms,
             configure=warm_connection,
+            cursor_factory=cursor,
         )
-        db = Database(pool, statement_timeout_ms=settings.max_deadline_ms)
+        db = Database(pool, statement_timeout_ms=settings.max_deadline_ms, client_cursor=client_cursor, metrics=metrics)
         hasher = api_key_hasher(settings)
         projects = ProjectService(db, ProjectRepo(), wake_upkeep=wake_upkeep)
-        services = contract()
         # Deny by default: an RPC without an (altalune.v1.access) option stops start-up here, and
         # a write RPC without its (altalune.v1.event) declaration too.
         rules = access_rules(services)
         writes = write_rpcs(services, rules)
-        rpcs = tuple(f"{s.full_name}/{m.name}" for s in services for m in s.methods)
         shared = Shared(db=db, hasher=hasher, projects=projects, writes=writes, rpcs=rpcs)
         bindings = [ServiceBinding(r.descriptor, r.build(shared)) for r in SERVICES]
 
@@ -181,6 +198,8 @@ class Container:
             refusal_events=RefusalEvents(refusals, {path: rule.project_field for path, rule in rules.items()}),
             trusted_writes=TrustedWrites(db, writes, idempotency_retention_s=settings.idempotency_retention_h * 3600),
             drain=drain,
+            metrics=metrics,
+            tracing=tracing,
         )
         return cls(
             settings=settings,
@@ -197,6 +216,8 @@ class Container:
             drain=drain,
             validator=validator,
             refusals=refusals,
+            metrics=metrics,
+            tracing=tracing,
         )
 
     async def open(self) -> None:
@@ -209,3 +230,7 @@ class Container:
         if self.jwks is not None:
             await self.jwks.close()
         await self.db.pool.close()
+        # Spans still buffered get a moment to leave; a collector that is down must not hold the
+        # shutdown (the SDK's own export timeout is 10 s).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(self.tracing.shutdown), TRACE_FLUSH_S)

@@ -341,6 +341,16 @@ class TooManyConnections(AppError):
         )
 
 
+class MetricsTokenRequired(AppError):
+    """GET /metrics without the bearer token ALTALUNE_METRICS_TOKEN asks for."""
+
+    reason = "METRICS_TOKEN_REQUIRED"
+    code = Code.UNAUTHENTICATED
+
+    def __init__(self) -> None:
+        super().__init__("GET /metrics needs `Authorization: Bearer <ALTALUNE_METRICS_TOKEN>`")
+
+
 class InternalError(AppError):
     """Anything unexpected; the text a client sees never carries the cause."""
 

@@ -35,6 +35,11 @@ class RefusalLog:
         self._dropped = 0
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def queued(self) -> int:
+        """Refusals waiting to be written (a metrics gauge)."""
+        return len(self._queue)
+
     def record(self, draft: EventDraft) -> None:
         if len(self._queue) >= self._capacity:
             self._dropped += 1

@@ -7,6 +7,7 @@ Every unit of work is a transaction that carries the request's remaining deadlin
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -15,7 +16,7 @@ from typing import Any
 
 import psycopg
 import psycopg.errors
-from psycopg import AsyncClientCursor, AsyncConnection
+from psycopg import AsyncClientCursor, AsyncConnection, AsyncCursor
 from psycopg.abc import Params, QueryNoTemplate
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -23,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from internal import deadlines
 from internal.errors import Busy, DatabaseUnavailable, DeadlineExceeded
 from internal.logs import get_logger
+from internal.observability.metrics import Metrics
 
 log = get_logger(__name__)
 
@@ -40,6 +42,7 @@ def create_pool(
     max_lifetime_s: float = 3600.0,
     statement_timeout_ms: int = 30_000,
     configure: Callable[[AsyncConnection[Any]], Awaitable[None]] | None = None,
+    cursor_factory: type[AsyncCursor[Any]] = AsyncCursor,
 ) -> AsyncConnectionPool[AsyncConnection[Any]]:
     """A closed pool; open it inside the running event loop (container start-up).
 
@@ -56,7 +59,11 @@ def create_pool(
         # The session default statement timeout is the server's maximum deadline, so only requests
         # with a shorter client deadline pay a round trip to lower it.
         # Autocommit: a read is one round trip; writes open explicit transactions (Database.transaction).
-        kwargs={"options": f"{CUSTOM_PLANS} -c statement_timeout={statement_timeout_ms}", "autocommit": True},
+        kwargs={
+            "options": f"{CUSTOM_PLANS} -c statement_timeout={statement_timeout_ms}",
+            "autocommit": True,
+            "cursor_factory": cursor_factory,
+        },
         timeout=POOL_WAIT_S,
         open=False,
         configure=configure,
@@ -109,9 +116,18 @@ class Database:
     of statements, and its statements run in order on one connection.
     """
 
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]], *, statement_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[AsyncConnection[Any]],
+        *,
+        statement_timeout_ms: int = 30_000,
+        client_cursor: type[AsyncClientCursor[Any]] = AsyncClientCursor,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._pool = pool
         self._statement_timeout_ms = statement_timeout_ms
+        self._client_cursor = client_cursor
+        self._metrics = metrics
 
     @property
     def pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
@@ -154,8 +170,11 @@ class Database:
     async def _call_conn(self, held: _CallConnection) -> AsyncConnection[Any]:
         if held.conn is None:
             checkout = self._pool.connection(timeout=self._acquire_timeout_s())
+            started = time.perf_counter()
             held.conn = await checkout.__aenter__()
             held.checkout = checkout
+            if self._metrics is not None:
+                self._metrics.pool_waited(time.perf_counter() - started)
         return held.conn
 
     @asynccontextmanager
@@ -204,7 +223,7 @@ class Database:
         """
         with _translate_errors():
             async with self._checkout() as conn:
-                envelope = AsyncClientCursor(conn)
+                envelope = self._client_cursor(conn)
                 opening: list[Statement] = []
                 if committed_before is not None:
                     opening += [committed_before, Statement("COMMIT")]

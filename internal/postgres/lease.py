@@ -28,6 +28,11 @@ class SessionLease:
         self._conn: AsyncConnection[Any] | None = None
         self._held = False
 
+    @property
+    def holding(self) -> bool:
+        """What the last check found, without asking the database again."""
+        return self._held
+
     async def held(self) -> bool:
         """True if this process holds the lease now (taking it if it is free)."""
         try:

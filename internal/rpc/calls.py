@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 from connectrpc.errors import ConnectError
@@ -27,7 +28,7 @@ log = get_logger("altalune.rpc")
 
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_SHAPE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_BOUND = ("request_id", "transport", "rpc", "caller")
+_BOUND = ("request_id", "transport", "rpc", "caller", "trace_id", "span_id")
 
 
 def valid_request_id(value: str | None) -> str | None:
@@ -38,6 +39,12 @@ def valid_request_id(value: str | None) -> str | None:
 def new_request_id() -> str:
     """128 random bits, hex: unique enough to find one call in the logs, cheap to mint."""
     return os.urandom(16).hex()
+
+
+class CallObserver(Protocol):
+    """Told of every request once it is answered (the metrics: internal/observability)."""
+
+    def call_written(self, record: CallRecord, duration_s: float) -> None: ...
 
 
 @dataclass(slots=True)
@@ -62,6 +69,8 @@ class CallRecord:
     actor_kind: str = "anonymous"
     actor_id: str = ""
     authorized: bool = False
+    trace_id: str | None = None
+    observer: CallObserver | None = None
 
     def failed(self, error: ConnectError) -> None:
         self.code = error.code.name.lower()
@@ -76,7 +85,10 @@ class CallRecord:
         structlog.contextvars.bind_contextvars(rpc=rpc)
 
     def write(self) -> None:
-        duration_ms = round((time.perf_counter() - self.started) * 1000, 3)
+        duration_s = time.perf_counter() - self.started
+        if self.observer is not None:
+            self.observer.call_written(self, duration_s)
+        duration_ms = round(duration_s * 1000, 3)
         if self.rpc is not None:
             fields = {"reason": self.reason} if self.reason is not None else {}
             log.info("rpc", code=self.code, **fields, duration_ms=duration_ms, peer=self.peer)
@@ -95,11 +107,16 @@ def current_call() -> CallRecord | None:
 
 
 @contextmanager
-def call_record(sent_request_id: str | None, *, transport: str, peer: str | None) -> Iterator[CallRecord]:
+def call_record(
+    sent_request_id: str | None, *, transport: str, peer: str | None, observer: CallObserver | None = None
+) -> Iterator[CallRecord]:
     """Open the request's record (binding its id to every log line made meanwhile) and write its
     access-log line when the block ends, however it ends."""
     record = CallRecord(
-        request_id=valid_request_id(sent_request_id) or new_request_id(), transport=transport, peer=peer
+        request_id=valid_request_id(sent_request_id) or new_request_id(),
+        transport=transport,
+        peer=peer,
+        observer=observer,
     )
     token = _current.set(record)
     structlog.contextvars.bind_contextvars(request_id=record.request_id, transport=transport)

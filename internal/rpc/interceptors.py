@@ -19,6 +19,8 @@ from google.protobuf.message import Message
 from internal import deadlines
 from internal.errors import AppError, DeadlineExceeded, InternalError, Overloaded, ShuttingDown, to_connect_error
 from internal.logs import get_logger
+from internal.observability.metrics import Metrics
+from internal.observability.tracing import Tracing
 from internal.rpc.calls import REQUEST_ID_HEADER, CallRecord, call_record, current_call
 from internal.rpc.endpoints import UnaryFunction, UnaryInterceptor
 from internal.validation import RequestValidator
@@ -28,35 +30,67 @@ log = get_logger("altalune.rpc")
 
 class RequestScope:
     """Names the RPC on the request's record (internal.rpc.calls), echoes its request id, and
-    records the outcome for the one access-log line. The port that received the request opened
-    the record; a route called without one (a test, a tool) opens its own here."""
+    records the outcome for the one access-log line, the metrics and the call's server span. The
+    port that received the request opened the record; a route called without one (a test, a tool)
+    opens its own here."""
+
+    def __init__(self, metrics: Metrics | None = None, tracing: Tracing | None = None) -> None:
+        self._metrics = metrics
+        self._tracing = tracing or Tracing()
 
     async def intercept_unary(
         self, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
     ) -> Message:
         record = current_call()
         if record is not None:
-            return await _in_record(record, call_next, request, ctx)
+            return await self._in_record(record, call_next, request, ctx)
         sent = ctx.request_headers().get(REQUEST_ID_HEADER)
-        with call_record(sent, transport="direct", peer=ctx.client_address()) as record:
-            return await _in_record(record, call_next, request, ctx)
+        with call_record(sent, transport="direct", peer=ctx.client_address(), observer=self._metrics) as record:
+            return await self._in_record(record, call_next, request, ctx)
+
+    async def _in_record(
+        self, record: CallRecord, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
+    ) -> Message:
+        method = ctx.method()
+        service, name = method.service_name, method.name
+        record.named(f"{service}/{name}")
+        headers = ctx.request_headers()
+        record.user_agent = headers.get("user-agent", "")[:256]
+        ctx.response_headers()[REQUEST_ID_HEADER] = record.request_id
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.call_started(service, name, record.transport, request.ByteSize())
+        response: Message | None = None
+        try:
+            with self._tracing.rpc(record, headers, service, name):
+                try:
+                    response = await call_next(request, ctx)
+                    return response
+                except ConnectError as error:
+                    record.failed(error)
+                    if metrics is not None and record.reason in _REFUSED_REASONS:
+                        metrics.call_refused(record.reason, _credential_kind(record))
+                    raise
+                except asyncio.CancelledError:
+                    record.code = "canceled"  # the client went away or its deadline passed on the gRPC side
+                    raise
+        finally:
+            if metrics is not None:
+                metrics.call_ended(
+                    service, name, record.transport, response.ByteSize() if response is not None else None
+                )
 
 
-async def _in_record(
-    record: CallRecord, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
-) -> Message:
-    method = ctx.method()
-    record.named(f"{method.service_name}/{method.name}")
-    record.user_agent = ctx.request_headers().get("user-agent", "")[:256]
-    ctx.response_headers()[REQUEST_ID_HEADER] = record.request_id
-    try:
-        return await call_next(request, ctx)
-    except ConnectError as error:
-        record.failed(error)
-        raise
-    except asyncio.CancelledError:
-        record.code = "canceled"  # the client went away or its deadline passed on the gRPC side
-        raise
+# Refusals counted apart (altalune_rpc_refused_total): load shedding, not the caller's mistake.
+_REFUSED_REASONS = frozenset({"OVERLOADED", "RATE_LIMITED"})
+
+
+def _credential_kind(record: CallRecord) -> str:
+    """Whose limit refused the call: a rate limit is per credential (or per peer address without
+    one); the in-flight cap is the process's, nobody's."""
+    if record.reason != "RATE_LIMITED":
+        return ""
+    return "peer" if record.actor_kind == "anonymous" else record.actor_kind
 
 
 class ErrorMapping:
@@ -195,6 +229,8 @@ def default_chain(
     refusal_events: UnaryInterceptor | None = None,
     trusted_writes: UnaryInterceptor | None = None,
     max_concurrent_calls: int = 512,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
 ) -> list[UnaryInterceptor]:
     """Outermost first. Every RPC on both ports passes through exactly this list.
 
@@ -205,7 +241,7 @@ def default_chain(
     authorization (which knows the caller and the project).
     """
     chain: list[UnaryInterceptor | None] = [
-        RequestScope(),
+        RequestScope(metrics, tracing),
         ErrorMapping(),
         drain,
         ConcurrencyLimit(max_concurrent_calls),

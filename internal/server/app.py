@@ -25,6 +25,8 @@ from internal.config import Settings
 from internal.container import Container
 from internal.events.store import purge_expired, purge_old_events
 from internal.logs import get_logger
+from internal.observability.metrics import Metrics
+from internal.observability.tracing import Tracing
 from internal.postgres.lease import SessionLease
 from internal.postgres.partitions import UPKEEP_LEASE_KEY
 from internal.rpc.endpoints import UnaryRoute, connect_endpoints
@@ -37,6 +39,7 @@ from internal.server.sockets import listen_http
 log = get_logger("altalune.server")
 
 HEALTH_INTERVAL_S = 2.0
+GAUGE_INTERVAL_S = 1.0
 UPKEEP_MIN_GAP_S = 1.0
 # How long cut calls get to write their UNAVAILABLE answer at the end of the grace period.
 CUT_SETTLE_S = 0.5
@@ -82,10 +85,12 @@ class AltaluneServer:
         *,
         http_socket: socket.socket | None = None,
         share_grpc_port: bool = False,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self._upkeep_wakeup = asyncio.Event()
-        self.container = Container.build(settings, database_url, wake_upkeep=self._upkeep_wakeup.set)
+        self.container = Container.build(settings, database_url, wake_upkeep=self._upkeep_wakeup.set, tracing=tracing)
+        metrics = self.container.metrics
         self._upkeep_lease = SessionLease(database_url, UPKEEP_LEASE_KEY, name="altalune-upkeep")
         self._grpc = GrpcServer(
             self.container.routes,
@@ -95,6 +100,7 @@ class AltaluneServer:
             handshake_timeout_s=settings.header_timeout_s,
             longest_call_s=settings.max_deadline_ms / 1000,
             max_connection_age_s=settings.grpc_max_connection_age_s,
+            observer=metrics,
         )
         self._given_socket = http_socket
         self._shutting_down = False
@@ -104,6 +110,8 @@ class AltaluneServer:
             cors=CorsPolicy(frozenset(settings.cors_origins)),
             readiness=self._ready,
             procedures={path: route.method for path, route in self.container.routes.items()},
+            metrics=metrics,
+            metrics_token=settings.metrics_token,
         )
         self._uvicorn = UvicornWithoutSignals(
             uvicorn.Config(
@@ -157,6 +165,8 @@ class AltaluneServer:
             asyncio.create_task(self._watch_health(), name="health"),
             asyncio.create_task(self._upkeep_loop(), name="tenancy-upkeep"),
         ]
+        if metrics := self.container.metrics:
+            self._tasks.append(asyncio.create_task(self._sample_gauges(metrics), name="metrics-gauges"))
         while not self._uvicorn.started:
             if self._tasks[0].done():
                 await self._tasks[0]
@@ -216,6 +226,17 @@ class AltaluneServer:
                 serving = ok
             await asyncio.sleep(HEALTH_INTERVAL_S)
 
+    async def _sample_gauges(self, metrics: Metrics) -> None:
+        """Gauges of this process's pool and queues, sampled (each worker writes its own; a scrape
+        adds them up)."""
+        while True:
+            metrics.pool_state(self.container.db.pool.get_stats())
+            metrics.backlog("refusal_events", self.container.refusals.queued)
+            # Only the upkeep lease holder purges; the others report nothing left.
+            holder = self._upkeep_lease.holding
+            metrics.backlog("project_purge", self.container.projects.purge_backlog if holder else 0)
+            await asyncio.sleep(GAUGE_INTERVAL_S)
+
     async def _purge_expired(self) -> None:
         """Idempotency records past their retention, and events past theirs (bounded batches)."""
         db = self.container.db
@@ -237,12 +258,17 @@ class AltaluneServer:
         while True:
             self._upkeep_wakeup.clear()
             steps = (self.container.projects.prepare_blocks, self.container.projects.reap_deleted, self._purge_expired)
+            metrics = self.container.metrics
             for step in steps if await self._upkeep_lease.held() else ():
                 try:
                     await step()
+                    if metrics is not None:
+                        metrics.background_succeeded(step.__name__.lstrip("_"))
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    if metrics is not None:
+                        metrics.background_failed(step.__name__.lstrip("_"))
                     log.warning("tenancy upkeep step postponed", step=step.__name__, error=type(exc).__name__)
             await asyncio.sleep(gap)
             with contextlib.suppress(TimeoutError):

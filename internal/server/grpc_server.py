@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from internal.auth.policy import check_served_services
 from internal.errors import InternalError, MalformedRequest, UnknownProcedure, to_connect_error, to_grpc_status
 from internal.logs import get_logger
-from internal.rpc.calls import REQUEST_ID_HEADER, call_record
+from internal.rpc.calls import REQUEST_ID_HEADER, CallObserver, call_record
 from internal.rpc.endpoints import UnaryRoute
 
 log = get_logger("altalune.grpc")
@@ -47,7 +47,7 @@ def _address(peer: str) -> str:
     return peer.split(":", 1)[1] if peer.startswith(("ipv4:", "ipv6:")) else peer
 
 
-def _unary_handler(route: UnaryRoute) -> grpc.RpcMethodHandler:
+def _unary_handler(route: UnaryRoute, observer: CallObserver | None) -> grpc.RpcMethodHandler:
     input_type = route.method.input
     method = route.method
     rpc_name = f"{method.service_name}/{method.name}"
@@ -56,7 +56,7 @@ def _unary_handler(route: UnaryRoute) -> grpc.RpcMethodHandler:
         # Binary (-bin) metadata is never read by the chain; everything else is a plain header.
         headers = Headers({key: value for key, value in context.invocation_metadata() or () if key[-4:] != "-bin"})
         peer = _address(context.peer())
-        with call_record(headers.get(REQUEST_ID_HEADER), transport="grpc", peer=peer) as record:
+        with call_record(headers.get(REQUEST_ID_HEADER), transport="grpc", peer=peer, observer=observer) as record:
             remaining = context.time_remaining()
             ctx: RequestContext[Any, Any] = RequestContext(
                 method=method,
@@ -96,8 +96,8 @@ def _unary_handler(route: UnaryRoute) -> grpc.RpcMethodHandler:
 class RouteTable(grpc.GenericRpcHandler):  # type: ignore[misc]
     """Looks RPCs up in the prebuilt handler table (built once, not per call)."""
 
-    def __init__(self, routes: Mapping[str, UnaryRoute]) -> None:
-        self._handlers = {path: _unary_handler(route) for path, route in routes.items()}
+    def __init__(self, routes: Mapping[str, UnaryRoute], observer: CallObserver | None) -> None:
+        self._handlers = {path: _unary_handler(route, observer) for path, route in routes.items()}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         return self._handlers.get(handler_call_details.method)
@@ -107,6 +107,9 @@ class _UnknownProcedure(grpc.GenericRpcHandler):  # type: ignore[misc]
     """Consulted last: a method nothing else serves gets UNIMPLEMENTED with the same
     `UNKNOWN_PROCEDURE` reason (and a request id) as on the Connect port, not grpcio's bare status."""
 
+    def __init__(self, observer: CallObserver | None) -> None:
+        self._observer = observer
+
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         procedure = str(handler_call_details.method)
         error = to_connect_error(UnknownProcedure(procedure))
@@ -114,7 +117,9 @@ class _UnknownProcedure(grpc.GenericRpcHandler):  # type: ignore[misc]
         async def refuse(_request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             sent = dict(context.invocation_metadata() or ())
             peer = _address(context.peer())
-            with call_record(str(sent.get(REQUEST_ID_HEADER, "")), transport="grpc", peer=peer) as record:
+            with call_record(
+                str(sent.get(REQUEST_ID_HEADER, "")), transport="grpc", peer=peer, observer=self._observer
+            ) as record:
                 record.named(procedure.lstrip("/")[:200])
                 record.failed(error)
                 await context.abort_with_status(_status_with(error, ((REQUEST_ID_HEADER, record.request_id),)))
@@ -164,6 +169,7 @@ class GrpcServer:
         handshake_timeout_s: float = 10.0,
         longest_call_s: float = 30.0,
         max_connection_age_s: float = 120.0,
+        observer: CallObserver | None = None,
     ) -> None:
         self.health = health.aio.HealthServicer()
         self._service_names = list(service_names)
@@ -182,7 +188,7 @@ class GrpcServer:
             ("grpc.max_connection_age_grace_ms", int(longest_call_s * 1000) + 5_000),
         )
         self._server = grpc.aio.server(options=options)
-        self._server.add_generic_rpc_handlers((RouteTable(routes),))
+        self._server.add_generic_rpc_handlers((RouteTable(routes, observer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         names = (*service_names, health.SERVICE_NAME, REFLECTION_V1ALPHA, REFLECTION_V1)
         # Health and reflection are served outside the chain: they must be declared public.
@@ -190,7 +196,7 @@ class GrpcServer:
         servicer = reflection.aio.ReflectionServicer(names)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, self._server)
         self._server.add_generic_rpc_handlers((_ReflectionV1(servicer),))
-        self._server.add_generic_rpc_handlers((_UnknownProcedure(),))  # last: only what nothing serves
+        self._server.add_generic_rpc_handlers((_UnknownProcedure(observer),))  # last: only what nothing serves
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:

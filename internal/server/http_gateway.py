@@ -6,12 +6,16 @@ interceptor chain on the HTTP port.
 - CORS for an allow-list of origins, preflights answered;
 - every error, including routing/decoding errors raised before the interceptors, leaves as a
   Connect JSON error body a browser client can decode;
-- /healthz (liveness) and /readyz (database reachable, not shutting down).
+- /healthz (liveness) and /readyz (database reachable, not shutting down);
+- /metrics (Prometheus; behind a bearer token when ALTALUNE_METRICS_TOKEN is set).
+Health, readiness and metrics are outside the interceptor chain: never limited, never counted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -29,11 +33,13 @@ from internal.errors import (
     InternalError,
     MalformedRequest,
     MethodNotAllowed,
+    MetricsTokenRequired,
     NoRoute,
     RequestTooLarge,
     to_connect_error,
 )
 from internal.logs import get_logger
+from internal.observability.metrics import Metrics
 from internal.rpc.calls import REQUEST_ID_HEADER, CallRecord, call_record, current_call
 from internal.server.http_admission import (
     Protocol,
@@ -128,6 +134,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 _BACKSTOP_BODY_LIMIT = 64 * 1024
+# Probes and scrapes come every few seconds: their lines would drown the access log.
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class HttpGateway:
@@ -142,8 +150,12 @@ class HttpGateway:
         readiness: Callable[[], Awaitable[bool]],
         procedures: Mapping[str, MethodInfo[Any, Any]],
         prefix: str = "/api",
+        metrics: Metrics | None = None,
+        metrics_token: str | None = None,
     ) -> None:
         self._app = connect_app
+        self._metrics = metrics
+        self._metrics_token = metrics_token.encode() if metrics_token else None
         self._procedures = procedures
         self._max = max_request_bytes
         self._cors = cors
@@ -159,9 +171,11 @@ class HttpGateway:
         path = str(scope.get("path", ""))
         client = scope.get("client")
         peer = f"{client[0]}:{client[1]}" if client else None
-        with call_record(_header(scope, b"x-request-id"), transport="connect", peer=peer) as record:
+        with call_record(
+            _header(scope, b"x-request-id"), transport="connect", peer=peer, observer=self._metrics
+        ) as record:
             record.http_method, record.path = scope.get("method"), path[:200]
-            record.quiet = path in ("/healthz", "/readyz")
+            record.quiet = path in _QUIET_PATHS
             await self._serve(scope, receive, send, record)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, record: CallRecord) -> None:
@@ -216,6 +230,9 @@ class HttpGateway:
             ready = await self._readiness()
             await self._send_json(send, 200 if ready else 503, {"status": "ready" if ready else "not ready"})
             return
+        if path == "/metrics" and method in ("GET", "HEAD") and self._metrics is not None:
+            await self._scrape(scope, send)
+            return
         if not path.startswith(self._prefix + "/"):
             await self._send_error(send, to_connect_error(NoRoute(path)))
             return
@@ -234,6 +251,24 @@ class HttpGateway:
             return  # client went away
         inner_scope = {**scope, "path": path[len(self._prefix) :], "raw_path": None, "root_path": ""}
         await self._app(inner_scope, _replay(body, receive), self._ensure_connect_body(send))
+
+    async def _scrape(self, scope: Scope, send: Send) -> None:
+        """The Prometheus exposition, read off the loop (with workers it reads every worker's files)."""
+        assert self._metrics is not None
+        if self._metrics_token is not None:
+            sent = (_header(scope, b"authorization") or "").encode("latin-1")
+            if not hmac.compare_digest(sent, b"Bearer " + self._metrics_token):
+                refused = MetricsTokenRequired()
+                await self._send_error(send, to_connect_error(refused))
+                return
+        body, content_type = await asyncio.to_thread(self._metrics.exposition, _header(scope, b"accept"))
+        headers = [
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
     async def _refuse(self, send: Send, refused: AppError, *, grpc_web: bool) -> None:
         """A refusal in the caller's framing: gRPC-Web trailers (HTTP 200), or a Connect JSON error."""

@@ -11,6 +11,8 @@ It starts N workers, reports "serving" once all are ready, replaces a worker tha
 SIGTERM or SIGINT asks every worker to drain (each keeps the grace period) and waits for them.
 Migrations and bootstrap run before any worker starts; background upkeep runs in the one worker
 holding its lease (internal/server/app.py), so nothing runs N times.
+Metrics: the supervisor makes a private directory for prometheus_client's multiprocess mode, hands
+it to every worker, clears a dead worker's live gauges, and removes the directory at the end.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import contextlib
 import ctypes
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from types import FrameType
@@ -32,6 +36,7 @@ import structlog
 
 from internal.config import Settings, load_settings
 from internal.logs import configure_logging, get_logger
+from internal.observability.metrics import MULTIPROC_DIR_ENV, mark_process_dead
 from internal.server.sockets import listen_http, reserve_grpc_port
 
 log = get_logger("altalune.workers")
@@ -80,8 +85,10 @@ class Supervisor:
         os.set_blocking(self._wakeup[1], False)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         signal.set_wakeup_fd(self._wakeup[1])
+        metrics_dir = tempfile.mkdtemp(prefix="altalune-metrics-")
         env = {
             **os.environ,
+            MULTIPROC_DIR_ENV: metrics_dir,
             "DATABASE_URL": self.database_url,
             "ALTALUNE_GRPC_PORT": str(grpc_port),
             HTTP_FD_ENV: str(http.fileno()),
@@ -114,6 +121,7 @@ class Supervisor:
                 os.close(fd)
             http.close()
             reservation.close()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         # Only a flag: a handler that logged could wait forever on the log lock the interrupted
@@ -190,6 +198,7 @@ class Supervisor:
                 if now >= restart_at[index]:
                     del restart_at[index]
                     self._retire(worker)
+                    mark_process_dead(worker.process.pid, env[MULTIPROC_DIR_ENV])
                     self._start(index, env, http_fd)
 
     def _stop_all(self) -> None:

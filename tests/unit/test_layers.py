@@ -19,6 +19,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "internal.errors",
             "internal.ids",
             "internal.logs",
+            "internal.observability",
             "internal.tenancy",
             "internal.validation",
         }

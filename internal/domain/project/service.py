@@ -46,6 +46,8 @@ class ProjectService:
     ) -> None:
         self._db = db
         self._repo = repo
+        # Deleted projects the last purge round left for later (a metrics gauge).
+        self.purge_backlog = 0
         # Wakes the background upkeep (blocks ahead, purges) early: after a delete, or when new ids
         # reach the last block made ahead.
         self._wake_upkeep = wake_upkeep
@@ -134,12 +136,14 @@ class ProjectService:
         async with self._db.connection() as conn:
             pending = await self._repo.deleted_ids(conn)
         purged = 0
+        self.purge_backlog = len(pending)
         for project_id in pending:
             try:
                 rows = await purge_project_rows(self._db, project_id)
                 async with self._db.transaction(lock_timeout_ms=lock_timeout_ms) as conn:
                     await self._repo.delete_purged(conn, project_id)
                 purged += 1
+                self.purge_backlog -= 1
                 log.info("project purged", project_internal_id=project_id, rows=rows)
             except asyncio.CancelledError:
                 raise

@@ -1,0 +1,99 @@
+"""Pure parts of metrics and tracing: when tracing is on, what a statement is called, how a
+caller's traceparent is read, the settings that restrict /metrics."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+from psycopg import sql
+
+from internal.config import ConfigError, load_settings
+from internal.observability.tracing import Tracing, exporter_from_environment, trace_ids_from_header
+from internal.postgres.observed import operation_of
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"OTEL_TRACES_EXPORTER": "none"}, {"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"}],
+    ids=["nothing set", "exporter none", "sdk disabled"],
+)
+def test_tracing_is_off_unless_an_exporter_is_asked_for(env: dict[str, str]) -> None:
+    assert exporter_from_environment(env) is None
+    assert not Tracing.from_environment(env).enabled
+
+
+@pytest.mark.parametrize(
+    ("env", "kind"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, HttpExporter),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, HttpExporter),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, HttpExporter),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, GrpcExporter),
+        ({"OTEL_TRACES_EXPORTER": "console"}, ConsoleSpanExporter),
+    ],
+)
+def test_the_standard_variables_choose_the_exporter(env: dict[str, str], kind: type[SpanExporter]) -> None:
+    exporter = exporter_from_environment(env)
+    assert isinstance(exporter, kind)
+    assert exporter is not None
+    exporter.shutdown()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"OTEL_TRACES_EXPORTER": "zipkin"}, {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}],
+)
+def test_an_unsupported_exporter_stops_start_up(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="OTEL_"):
+        exporter_from_environment(env)
+
+
+@pytest.mark.parametrize(
+    ("header", "ids"),
+    [
+        (
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"),
+        ),
+        (
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-00",
+            ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"),
+        ),
+        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", None),
+        ("00-4bf92f3577b34da6-00f067aa0ba902b7-01", None),
+        ("garbage", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_a_traceparent_is_read_only_when_valid(header: str | None, ids: tuple[str, str] | None) -> None:
+    assert trace_ids_from_header(header) == ids
+
+
+@pytest.mark.parametrize(
+    ("query", "operation"),
+    [
+        ("SELECT 1", "SELECT"),
+        ("  \n  with x as (select 1) select * from x", "WITH"),
+        (b"INSERT INTO t VALUES (1)", "INSERT"),
+        ("BEGIN; SELECT 1; COMMIT", "BEGIN"),
+        (sql.SQL("UPDATE {} SET a = 1").format(sql.Identifier("t")), "UPDATE"),
+        (sql.Composed([sql.Composed([sql.SQL("DELETE FROM t")])]), "DELETE"),
+        (sql.Composed([]), "EMPTY"),
+        ("", "EMPTY"),
+    ],
+)
+def test_a_statement_is_named_by_its_first_keyword(query: str | bytes | sql.Composable, operation: str) -> None:
+    assert operation_of(query) == operation
+
+
+def test_a_metrics_token_must_be_long_enough() -> None:
+    assert load_settings({"ALTALUNE_METRICS_TOKEN": "x" * 16}).metrics_token == "x" * 16
+    assert load_settings({}).metrics_token is None
+    assert load_settings({"ALTALUNE_METRICS": "off"}).metrics is False
+    with pytest.raises(ConfigError, match="ALTALUNE_METRICS_TOKEN"):
+        load_settings({"ALTALUNE_METRICS_TOKEN": "short"})
+    with pytest.raises(ConfigError, match="ALTALUNE_METRICS"):
+        load_settings({"ALTALUNE_METRICS": "maybe"})
