@@ -65,8 +65,11 @@ async def _observed(cursor: _Observed, execute: Any, query: Query, params: Param
 
 def observed_cursors(
     metrics: Metrics | None, tracing: Tracing
-) -> tuple[type[ObservedCursor], type[ObservedClientCursor]]:
-    """The two cursor classes bound to one container's metrics and tracing."""
+) -> tuple[type[AsyncCursor[Any]], type[AsyncClientCursor[Any]]]:
+    """The two cursor classes bound to one container's metrics and tracing; psycopg's own when
+    there is nothing to observe (ALTALUNE_METRICS=off, tracing off)."""
+    if metrics is None and not tracing.enabled:
+        return AsyncCursor, AsyncClientCursor
     bound = {"metrics": metrics, "tracing": tracing}
     return (
         type("ObservedCursor", (ObservedCursor,), bound),

@@ -352,6 +352,53 @@ def _server_env(setup: Setup, grpc_port: int, http_port: int, workers: int) -> d
     }
 
 
+# What the service pays for being observable, GetEmployee with an API key, 1 worker: metrics and
+# tracing off (ALTALUNE_METRICS=off), the default (metrics on, tracing off), and tracing on too
+# (every span exported, as console JSON into /dev/null: an upper bound of an exporter's cost).
+TAX_MODES: dict[str, dict[str, str]] = {
+    "metrics off, tracing off": {"ALTALUNE_METRICS": "off"},
+    "metrics on, tracing off (default)": {},
+    "metrics on, tracing on (console)": {"OTEL_TRACES_EXPORTER": "console"},
+}
+
+
+def _observability_tax(
+    args: argparse.Namespace,
+    pool: concurrent.futures.ProcessPoolExecutor,
+    processes: list[subprocess.Popen[bytes]],
+    server_cmd: list[str],
+    server_repo: Path,
+    setup: Setup,
+    get: bytes,
+) -> None:
+    print(f"\nObservability tax: GetEmployee (API key), 1 worker, {args.tax_rounds} alternated rounds")
+    rates: dict[tuple[str, str], list[float]] = {}
+    for round_ in range(args.tax_rounds):
+        for mode, extra in TAX_MODES.items():
+            grpc_port, http_port = _free_port(), _free_port()
+            env = {k: v for k, v in _server_env(setup, grpc_port, http_port, 1).items() if not k.startswith("OTEL_")}
+            server = subprocess.Popen(server_cmd, env=env | extra, cwd=server_repo, stdout=subprocess.DEVNULL)
+            processes.append(server)
+            _wait_for_port(http_port)
+            _wait_for_port(grpc_port)
+            time.sleep(0.5)
+            for transport, port in (("connect", http_port), ("grpc", grpc_port)):
+                case = Case(transport, port, "GetEmployee", get, setup.api_key, args.concurrency, args.seconds)
+                figure = load(pool, args.load_processes, case)
+                rates.setdefault((mode, transport), []).append(figure.rate)
+                name = f"round {round_ + 1}: {mode} ({transport})"
+                print(
+                    f"{name:<58} {figure.rate:>8.0f} {'':>7} {figure.p50:>8.2f} {figure.p99:>8.2f} {figure.failed:>6}"
+                )
+            _stop(server)
+    baseline = "metrics off, tracing off"
+    print("\nmedian calls/s against metrics and tracing off (a tax of 5% is 0.95x):")
+    for (mode, transport), figures in sorted(rates.items()):
+        base = statistics.median(rates[(baseline, transport)])
+        if mode != baseline and base:
+            print(f"  {mode:<36} {transport:<8} {statistics.median(figures) / base:.3f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -361,6 +408,8 @@ def main() -> None:
     parser.add_argument("--load-processes", type=int, default=2)
     parser.add_argument("--server-repo", type=Path, default=REPO, help="checkout whose server to measure")
     parser.add_argument("--echo-loop", choices=("asyncio", "uvloop", "auto"), default="auto")
+    parser.add_argument("--tax-only", action="store_true", help="only the observability tax rows")
+    parser.add_argument("--tax-rounds", type=int, default=2, help="alternated rounds of the tax rows")
     args = parser.parse_args()
     server_repo: Path = args.server_repo.resolve()
     server_cmd = [str(server_repo / ".venv" / "bin" / "altalune"), "serve"]
@@ -420,7 +469,7 @@ def main() -> None:
         print(f"{'case':<58} {'calls/s':>8} {'% echo':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
         rates: dict[tuple[int, str, str], float] = {}
         memory: dict[int, list[float]] = {}
-        for workers in sorted({1, args.workers}):
+        for workers in sorted({1, args.workers}) if not args.tax_only else ():
             echo = subprocess.Popen(
                 [
                     sys.executable,
@@ -498,6 +547,8 @@ def main() -> None:
                 print(f"  {workers} worker(s) {how:<16} {rate / plain:.2f}x")
         for workers, sizes in memory.items():
             print(f"server RSS with {workers} worker(s), per process after the runs (MB): {[round(s) for s in sizes]}")
+        if (server_repo / "internal" / "observability").exists():
+            _observability_tax(args, pool, processes, server_cmd, server_repo, setup, get)
     finally:
         for process in processes:
             if process.poll() is None:
