@@ -52,6 +52,9 @@ from internal.events.refusals import RefusalLog
 from internal.events.registry import WriteRpc, event_types, write_rpcs
 from internal.postgres.database import Database, create_pool
 from internal.postgres.partitions import warm_connection
+from internal.ratelimit.interceptors import CredentialLimit, PeerLimit
+from internal.ratelimit.limiter import RateLimiter
+from internal.ratelimit.table import SharedTable
 from internal.rpc.endpoints import ServiceBinding, UnaryRoute, build_routes
 from internal.rpc.interceptors import CallScope, Drain, default_chain
 from internal.validation import RequestValidator
@@ -134,10 +137,16 @@ class Container:
     drain: Drain
     validator: RequestValidator
     refusals: RefusalLog
+    rate_limiter: RateLimiter | None
 
     @classmethod
     def build(
-        cls, settings: Settings, database_url: str, *, wake_upkeep: Callable[[], None] = lambda: None
+        cls,
+        settings: Settings,
+        database_url: str,
+        *,
+        wake_upkeep: Callable[[], None] = lambda: None,
+        on_rate_limited: Callable[[str], None] | None = None,
     ) -> Container:
         """Wire the object graph. Nothing touches the network here; see open()."""
         pool = create_pool(
@@ -171,6 +180,10 @@ class Container:
         refusals = RefusalLog(db)
         # Domain rules the contract cannot state, checked in the one validation pass.
         validator = RequestValidator([timezone_rule(frozenset(zoneinfo.available_timezones()))])
+        # A worker shares its supervisor's table (internal/ratelimit/table.py); off by default.
+        limiter = None
+        if settings.rate_limits.enabled:
+            limiter = RateLimiter(settings.rate_limits, SharedTable.from_environment(), on_limited=on_rate_limited)
         chain = default_chain(
             validator=validator,
             max_deadline_ms=settings.max_deadline_ms,
@@ -181,6 +194,8 @@ class Container:
             refusal_events=RefusalEvents(refusals, {path: rule.project_field for path, rule in rules.items()}),
             trusted_writes=TrustedWrites(db, writes, idempotency_retention_s=settings.idempotency_retention_h * 3600),
             drain=drain,
+            peer_limit=PeerLimit(limiter) if limiter is not None else None,
+            credential_limit=CredentialLimit(limiter) if limiter is not None else None,
         )
         return cls(
             settings=settings,
@@ -197,6 +212,7 @@ class Container:
             drain=drain,
             validator=validator,
             refusals=refusals,
+            rate_limiter=limiter,
         )
 
     async def open(self) -> None:
