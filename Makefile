@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: setup run migrate test test-unit test-integration test-e2e lint format typecheck generate \
-	generate-check proto-lint proto-breaking check bench bench-scale bench-blocks clean
+	generate-check proto-lint proto-breaking check bench bench-scale bench-blocks bench-ratelimit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,9 @@ bench-scale: setup ## projects as tenants at scale (10 / 10,000 / 100,000 projec
 
 bench-blocks: setup ## what the block size of project partitions costs, in bare SQL (docs/tenancy.md)
 	$(PY) tools/bench/blocks.py
+
+bench-ratelimit: setup ## what one rate-limit check costs, lone and shared across processes (docs/rate-limits.md)
+	$(PY) tools/bench/ratelimit.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache *.egg-info

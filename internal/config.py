@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+
+from internal.ids import is_public_id
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,6 +74,10 @@ SETTING_VARIABLES = (
     "ALTALUNE_OIDC_JWKS_URL",
     "ALTALUNE_METRICS",
     "ALTALUNE_METRICS_TOKEN",
+    "ALTALUNE_RATE_LIMIT",
+    "ALTALUNE_RATE_LIMIT_BURST",
+    "ALTALUNE_RATE_LIMIT_PROJECTS",
+    "ALTALUNE_RATE_LIMIT_PEER",
 )
 _LEFT_ALONE = frozenset({"ALTALUNE_TOKEN"})
 _LEFT_ALONE_PREFIXES = ("ALTALUNE_TEST_", "ALTALUNE_WORKER_", "ALTALUNE_FUZZ_")
@@ -90,6 +98,91 @@ def unknown_variables(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
 
 class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
+
+
+_RATE = re.compile(r"^(\d{1,9})/([smh])(?::(\d{1,9}))?$")
+_PERIOD_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A rate limit as written (`100/s`, `6000/m`, `500/h`) and its burst: how many calls may come
+    at once before the steady rate applies. The burst defaults to one second's worth of the rate
+    (at least 1), so `100/s` allows 100 at once and then one every 10 ms."""
+
+    count: int
+    period_s: float
+    burst: int
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.period_s
+
+    @property
+    def text(self) -> str:
+        unit = {1.0: "s", 60.0: "m", 3600.0: "h"}[self.period_s]
+        return f"{self.count}/{unit}"
+
+
+def default_burst(count: int, period_s: float) -> int:
+    return max(1, math.ceil(count / period_s))
+
+
+def parse_rate(name: str, raw: str, *, allow_burst: bool = True) -> Rate | None:
+    """`N/s`, `N/m`, `N/h` (with `:B` for a burst of B where allowed), or `off` (None)."""
+    value = raw.strip().lower()
+    if value == "off":
+        return None
+    found = _RATE.fullmatch(value)
+    if found is None or (found.group(3) is not None and not allow_burst):
+        shape = "N/s, N/m or N/h" + (" (optionally :BURST)" if allow_burst else "")
+        raise ConfigError(f"{name} must be {shape} or off, got {raw!r}")
+    count, period_s = int(found.group(1)), _PERIOD_S[found.group(2)]
+    burst = int(found.group(3)) if found.group(3) is not None else default_burst(count, period_s)
+    if count < 1 or burst < 1:
+        raise ConfigError(f"{name} must allow at least one call (use off for no limit), got {raw!r}")
+    return Rate(count, period_s, burst)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Per-credential rate limits (internal/ratelimit). `default` applies to every API key and
+    user, `projects` overrides it for one project (None there: no limit), `peer` applies per IP
+    address to calls without a valid credential."""
+
+    default: Rate | None = None
+    projects: tuple[tuple[str, Rate | None], ...] = ()
+    peer: Rate | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.default is not None or self.peer is not None or any(r for _, r in self.projects)
+
+
+def _rate_limits(env: Mapping[str, str]) -> RateLimits:
+    default = parse_rate("ALTALUNE_RATE_LIMIT", env.get("ALTALUNE_RATE_LIMIT", "") or "off", allow_burst=False)
+    raw_burst = env.get("ALTALUNE_RATE_LIMIT_BURST", "")
+    if raw_burst:
+        if default is None:
+            raise ConfigError("ALTALUNE_RATE_LIMIT_BURST needs ALTALUNE_RATE_LIMIT")
+        burst = _number(env, "ALTALUNE_RATE_LIMIT_BURST", 1, low=1, high=1_000_000_000)
+        default = Rate(default.count, default.period_s, burst)
+    raw_peer = env.get("ALTALUNE_RATE_LIMIT_PEER", "")
+    peer = parse_rate("ALTALUNE_RATE_LIMIT_PEER", raw_peer) if raw_peer else default
+    projects: dict[str, Rate | None] = {}
+    for entry in (e.strip() for e in env.get("ALTALUNE_RATE_LIMIT_PROJECTS", "").split(",")):
+        if not entry:
+            continue
+        project, _, rate = entry.partition("=")
+        project = project.strip()
+        if not is_public_id(project) or not rate:
+            raise ConfigError(
+                f"ALTALUNE_RATE_LIMIT_PROJECTS entries are <project id>=<rate or off>, got {entry[:80]!r}"
+            )
+        if project in projects:
+            raise ConfigError(f"ALTALUNE_RATE_LIMIT_PROJECTS names {project} twice")
+        projects[project] = parse_rate(f"ALTALUNE_RATE_LIMIT_PROJECTS ({project})", rate)
+    return RateLimits(default=default, projects=tuple(sorted(projects.items())), peer=peer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +225,7 @@ class Settings:
     # that sends `Authorization: Bearer <token>`.
     metrics: bool = True
     metrics_token: str | None = None
+    rate_limits: RateLimits = RateLimits()
 
 
 N = TypeVar("N", int, float)
@@ -241,4 +335,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         oidc_jwks_url=oidc[2],
         metrics=_choice(env, "ALTALUNE_METRICS", "on", ("on", "off")) == "on",
         metrics_token=_metrics_token(env),
+        rate_limits=_rate_limits(env),
     )

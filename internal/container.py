@@ -57,6 +57,9 @@ from internal.observability.tracing import Tracing
 from internal.postgres.database import Database, create_pool
 from internal.postgres.observed import observed_cursors
 from internal.postgres.partitions import warm_connection
+from internal.ratelimit.interceptors import CredentialLimit, PeerLimit
+from internal.ratelimit.limiter import RateLimiter
+from internal.ratelimit.table import SharedTable
 from internal.rpc.endpoints import ServiceBinding, UnaryRoute, build_routes
 from internal.rpc.interceptors import CallScope, Drain, default_chain
 from internal.validation import RequestValidator
@@ -142,6 +145,7 @@ class Container:
     refusals: RefusalLog
     metrics: Metrics | None
     tracing: Tracing
+    rate_limiter: RateLimiter | None
 
     @classmethod
     def build(
@@ -188,6 +192,10 @@ class Container:
         refusals = RefusalLog(db)
         # Domain rules the contract cannot state, checked in the one validation pass.
         validator = RequestValidator([timezone_rule(frozenset(zoneinfo.available_timezones()))])
+        # A worker shares its supervisor's table (internal/ratelimit/table.py); off by default.
+        limiter = None
+        if settings.rate_limits.enabled:
+            limiter = RateLimiter(settings.rate_limits, SharedTable.from_environment())
         chain = default_chain(
             validator=validator,
             max_deadline_ms=settings.max_deadline_ms,
@@ -200,6 +208,8 @@ class Container:
             drain=drain,
             metrics=metrics,
             tracing=tracing,
+            peer_limit=PeerLimit(limiter) if limiter is not None else None,
+            credential_limit=CredentialLimit(limiter) if limiter is not None else None,
         )
         return cls(
             settings=settings,
@@ -218,6 +228,7 @@ class Container:
             refusals=refusals,
             metrics=metrics,
             tracing=tracing,
+            rate_limiter=limiter,
         )
 
     async def open(self) -> None:

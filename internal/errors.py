@@ -190,6 +190,27 @@ class Overloaded(AppError):
         )
 
 
+class RateLimited(AppError):
+    """A credential (or, without one, a peer address) called faster than its rate limit
+    (internal/ratelimit). `retry_after_s` is the real wait until the next call would be accepted.
+    `scope` says whose bucket is empty: `api_key`, `user` or `peer`; `limit` is the rate as
+    configured (`100/s`) and `burst` how many calls it allows at once."""
+
+    reason = "RATE_LIMITED"
+    code = Code.RESOURCE_EXHAUSTED
+    metadata_keys = ("scope", "limit", "burst")
+
+    def __init__(self, scope: str, limit: str, burst: int, retry_after_s: float) -> None:
+        super().__init__(
+            f"rate limit exceeded ({scope}: {limit}, burst {burst}), retry later",
+            metadata={"scope": scope, "limit": limit, "burst": str(burst)},
+            retry_after_s=retry_after_s,
+        )
+        # Whether this refusal is recorded as a CallRefused event (at most one per bucket per
+        # second and process; internal/ratelimit), not part of what a client sees.
+        self.record_event = True
+
+
 class DeadlineExceeded(AppError):
     reason = "DEADLINE_EXCEEDED"
     code = Code.DEADLINE_EXCEEDED

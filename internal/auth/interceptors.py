@@ -53,6 +53,11 @@ class Authenticate:
             _authenticated.reset(token)
 
 
+def authenticated_call() -> tuple[Authenticated, AccessRule] | None:
+    """Who Authenticate accepted and the RPC's rule, for the links inside it (the rate limit)."""
+    return _authenticated.get()
+
+
 def _project_hint(request: Message, rule: AccessRule) -> str | None:
     """The (not yet validated) project id of a project-scoped call, if it has the id's shape."""
     if rule.project_field is None:

@@ -27,7 +27,7 @@ from google.protobuf.message import Message
 
 from internal import deadlines
 from internal.auth.principal import current_caller
-from internal.errors import AppError, DatabaseUnavailable, DeadlineExceeded, InternalError
+from internal.errors import AppError, DatabaseUnavailable, DeadlineExceeded, InternalError, RateLimited
 from internal.events.errors import RequestIdReused
 from internal.events.refusals import RefusalLog
 from internal.events.registry import CALL_REFUSED, REQUEST_ID_FIELD, EventOutcome, WriteRpc
@@ -49,6 +49,15 @@ REPLAYED_HEADER = "idempotent-replayed"
 # Refusals that are security events. Anything else raised before authorization let the call
 # through (an invalid request, overload, a deadline) is not one.
 _REFUSAL_CODES = frozenset({Code.UNAUTHENTICATED, Code.PERMISSION_DENIED, Code.NOT_FOUND})
+
+
+def _security_refusal(error: AppError) -> bool:
+    """A refusal the event log records: the codes above, and a rate limit (by its reason: other
+    RESOURCE_EXHAUSTED refusals, like overload, are not security events). A flood of rate-limited
+    calls records one event per bucket per second and process (internal/ratelimit/limiter.py)."""
+    if isinstance(error, RateLimited):
+        return error.record_event
+    return error.code in _REFUSAL_CODES
 
 
 def _draft(record: CallRecord, rpc: str, **values: Any) -> EventDraft:
@@ -79,7 +88,7 @@ class RefusalEvents:
             return await call_next(request, ctx)
         except AppError as error:
             record = current_call()
-            if record is None or record.authorized or error.code not in _REFUSAL_CODES:
+            if record is None or record.authorized or not _security_refusal(error):
                 raise
             method = ctx.method()
             field = self._project_fields.get(f"/{method.service_name}/{method.name}")

@@ -1,7 +1,7 @@
 """The one interceptor chain, outermost first: request scope + access log, error mapping,
 the drain (calls in flight, for shutdown), concurrency limit, deadline, the call's database
-connection, refusal events, authentication, validation, authorization (internal/auth), trusted
-writes (internal/events).
+connection, refusal events, the peer rate limit, authentication, the credential rate limit
+(internal/ratelimit), validation, authorization (internal/auth), trusted writes (internal/events).
 It runs for every RPC on both ports (see endpoints.build_routes)."""
 
 from __future__ import annotations
@@ -228,6 +228,8 @@ def default_chain(
     drain: Drain,
     refusal_events: UnaryInterceptor | None = None,
     trusted_writes: UnaryInterceptor | None = None,
+    peer_limit: UnaryInterceptor | None = None,
+    credential_limit: UnaryInterceptor | None = None,
     max_concurrent_calls: int = 512,
     metrics: Metrics | None = None,
     tracing: Tracing | None = None,
@@ -238,7 +240,9 @@ def default_chain(
     UNAUTHENTICATED) and inside the deadline (its database lookups obey it); authorization comes
     after validation because it reads the project id from the request. The event log's two links
     (internal/events) wrap them: refusals are recorded outside authentication, writes inside
-    authorization (which knows the caller and the project).
+    authorization (which knows the caller and the project). The rate limits
+    (internal/ratelimit) wrap authentication (a peer's refused credentials) and follow it (a
+    credential's calls), inside the refusal events so a limited call is recorded.
     """
     chain: list[UnaryInterceptor | None] = [
         RequestScope(metrics, tracing),
@@ -248,7 +252,9 @@ def default_chain(
         Deadline(max_deadline_ms),
         call_scope,
         refusal_events,
+        peer_limit,
         authenticate,
+        credential_limit,
         Validation(validator),
         authorize,
         trusted_writes,

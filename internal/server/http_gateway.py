@@ -84,7 +84,8 @@ CORS_ALLOW_HEADERS = (
     "X-User-Agent, Authorization, X-Request-Id, Traceparent, Tracestate"
 )
 CORS_EXPOSE_HEADERS = (
-    "Grpc-Status, Grpc-Message, Grpc-Status-Details-Bin, Content-Encoding, Connect-Content-Encoding, X-Request-Id"
+    "Grpc-Status, Grpc-Message, Grpc-Status-Details-Bin, Content-Encoding, Connect-Content-Encoding, X-Request-Id, "
+    "Retry-After, RateLimit, RateLimit-Policy"
 )
 CORS_MAX_AGE = "7200"
 

@@ -37,6 +37,8 @@ import structlog
 from internal.config import Settings, load_settings
 from internal.logs import configure_logging, get_logger
 from internal.observability.metrics import MULTIPROC_DIR_ENV, mark_process_dead
+from internal.ratelimit.table import FD_ENV as RATE_FD_ENV
+from internal.ratelimit.table import new_table_fd
 from internal.server.sockets import listen_http, reserve_grpc_port
 
 log = get_logger("altalune.workers")
@@ -70,6 +72,7 @@ class Supervisor:
     workers: dict[int, _Worker] = field(default_factory=dict)
     _stopping: bool = False
     _wakeup: tuple[int, int] = (-1, -1)
+    _shared_fds: tuple[int, ...] = ()
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; 0 after a clean drain, 1 if the workers could not start."""
@@ -93,6 +96,11 @@ class Supervisor:
             "ALTALUNE_GRPC_PORT": str(grpc_port),
             HTTP_FD_ENV: str(http.fileno()),
         }
+        # Rate limits hold across workers: one table in shared memory, inherited like the socket.
+        rate_fd = new_table_fd() if settings.rate_limits.enabled else -1
+        if rate_fd >= 0:
+            env[RATE_FD_ENV] = str(rate_fd)
+            self._shared_fds = (rate_fd,)
         try:
             for index in range(settings.workers):
                 self._start(index, env, http.fileno())
@@ -122,6 +130,8 @@ class Supervisor:
             http.close()
             reservation.close()
             shutil.rmtree(metrics_dir, ignore_errors=True)
+            if rate_fd >= 0:
+                os.close(rate_fd)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         # Only a flag: a handler that logged could wait forever on the log lock the interrupted
@@ -133,7 +143,7 @@ class Supervisor:
         process = subprocess.Popen(
             [sys.executable, "-m", "internal.server.workers"],
             env={**env, READY_FD_ENV: str(ready_write), INDEX_ENV: str(index)},
-            pass_fds=(http_fd, ready_write),
+            pass_fds=(http_fd, ready_write, *self._shared_fds),
         )
         os.close(ready_write)
         self.workers[index] = _Worker(index, process, ready_read, time.monotonic())

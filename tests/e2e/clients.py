@@ -264,9 +264,11 @@ class Transport(ABC):
 class GrpcTransport(Transport):
     """grpcio aio stubs generated from the contract."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, own_connection: bool = False) -> None:
         self.name = "grpc"
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        # grpcio shares one connection among channels to the same target unless told otherwise.
+        options = [("grpc.use_local_subchannel_pool", 1)] if own_connection else []
+        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options)
         self._stubs: dict[str, Any] = {
             name: getattr(stubs, f"{name}Stub")(self.channel) for name, (stubs, _) in SERVICE_MODULES.items()
         }

@@ -165,3 +165,34 @@ def _spans(received: list[tuple[str, bytes]], trace_id: str) -> list[tuple[str, 
                     if span.trace_id.hex() == trace_id:
                         found.append((span.name, span.kind, attributes.get("service.name", "")))
     return found
+
+
+async def test_the_rate_limit_example(database_url: str, tmp_path: Path) -> None:
+    words = shlex.split(_block(_section("Rate limits"), "rate limits", "sh"))
+    assert words[-2:] == ["make", "run"]
+    readme_env = dict(word.split("=", 1) for word in words[:-2])
+    grpc_port, http_port = free_port(), free_port()
+    env = serve_env(database_url, tmp_path / "secrets", grpc_port, http_port, ALTALUNE_WORKERS="2") | readme_env
+    token, _ = await bootstrap_token(env)
+    async with serving(env) as process:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+            # Eleven calls at once from one credential: the burst of ten, then a refusal.
+            answers = await asyncio.gather(
+                *(
+                    http.post("/api/altalune.v1.ProjectService/QueryProjects", json={}, headers=bearer(token))
+                    for _ in range(11)
+                )
+            )
+            probes = [await http.get(path) for path in ("/healthz", "/readyz", "/metrics")]
+        await stopped(process)
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200] * 10 + [429]
+    refused = next(a for a in answers if a.status_code == 429)
+    reason = refused.json()["details"][0]["debug"]
+    assert reason["reason"] == "RATE_LIMITED"
+    assert reason["metadata"] == {"scope": "user", "limit": "5/s", "burst": "10"}
+    assert any(d["type"] == "google.rpc.RetryInfo" for d in refused.json()["details"])
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["ratelimit-policy"] == '"user";q=5;w=1'
+    assert "ratelimit" in next(a for a in answers if a.status_code == 200).headers
+    assert [p.status_code for p in probes] == [200, 200, 200]

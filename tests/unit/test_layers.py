@@ -27,6 +27,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"internal.postgres", "internal.query"}),
     frozenset({"internal.rpc"}),
     frozenset({"internal.auth"}),
+    frozenset({"internal.ratelimit"}),
     frozenset({"internal.events"}),
     frozenset({"internal.domain"}),
     frozenset({"internal.container"}),

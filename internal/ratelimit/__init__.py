@@ -1,0 +1,1 @@
+"""Per-credential rate limits, shared by the worker processes of one machine (see limiter.py)."""
