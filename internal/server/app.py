@@ -112,8 +112,9 @@ class AltaluneServer:
                 log_config=None,
                 access_log=False,
                 server_header=False,
+                # HTTP/1.1, plus h2c by prior knowledge or `Upgrade: h2c` (internal/server/http2.py).
                 http=guarded_protocol(
-                    header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections
+                    header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections, http2=True
                 ),
                 ws="none",
                 # stop() cuts the calls at the grace period and then ends uvicorn's wait; this
