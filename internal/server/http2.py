@@ -28,6 +28,8 @@ from internal.logs import get_logger
 
 log = get_logger("altalune.http")
 
+NO_ERROR = 0x0
+REFUSED_STREAM = 0x7
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 # Hop-by-hop fields of the HTTP/1.1 upgrade request that an HTTP/2 request may not carry (RFC 9113 §8.2.2).
@@ -65,10 +67,17 @@ class GuardedH2Protocol(ZttpH2Protocol):  # type: ignore[misc]
     """Subclassed per server by `guarded_h2_protocol` (the timeouts come from the settings)."""
 
     header_timeout_s: float = 10.0
+    # zttp 0.0.35 ends a connection with GOAWAY ENHANCE_YOUR_CALM when its client opens the 4097th
+    # stream, failing every call in flight on it. Well before that (less the 128 streams a client may
+    # have open at once), the connection is retired gracefully: GOAWAY NO_ERROR naming the last stream
+    # served, so clients move new calls to a new connection and the calls in flight finish.
+    streams_per_connection: int = 3840
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._no_request_timer: asyncio.TimerHandle | None = None
+        self._streams_opened = 0
+        self._last_served_stream: int | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -80,7 +89,32 @@ class GuardedH2Protocol(ZttpH2Protocol):  # type: ignore[misc]
 
     def handle_request(self, event: Any) -> None:
         self._disarm_no_request_timer()
+        if self._last_served_stream is not None and event.stream_id > self._last_served_stream:
+            # Sent before the client saw our GOAWAY: refused unprocessed, so the client retries it elsewhere.
+            self.conn.stream(event.stream_id).reset(REFUSED_STREAM)
+            return
         super().handle_request(event)
+        self._streams_opened += 1
+        if self._streams_opened >= self.streams_per_connection:
+            self._retire(event.stream_id)
+
+    def _retire(self, last_stream_id: int) -> None:
+        """Graceful GOAWAY: no new streams here; close once the ones in flight are answered."""
+        self._last_served_stream = last_stream_id
+        self.shutdown_requested = True
+        self.conn.close(NO_ERROR, last_stream_id)
+        self.flush()
+
+    def on_response_complete(self, stream_id: int) -> None:
+        """An answer that ends before its request did (a refusal on the head: size, route, content
+        type) is followed by RST_STREAM NO_ERROR, which asks the client to stop sending (RFC 9113
+        §8.1). Without it clients reset such streams themselves, and zttp counts peer resets: after
+        ~256 on one connection it sends GOAWAY ENHANCE_YOUR_CALM and every call in flight fails."""
+        cycle = self.cycles.get(stream_id)
+        if cycle is not None and cycle.more_body and not cycle.disconnected and not self.transport.is_closing():
+            cycle.stream.reset(0)
+            self.flush()
+        super().on_response_complete(stream_id)
 
     def on_stream_closed(self) -> None:
         super().on_stream_closed()
