@@ -30,6 +30,8 @@ class CallOutcome(Protocol):
     rpc: str | None
     transport: str
     code: str
+    request_bytes: int | None
+    response_bytes: int | None
 
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -98,14 +100,15 @@ class Metrics:
         )
         self.request_bytes = Histogram(
             "altalune_rpc_request_bytes",
-            "Size of each request message, protobuf-encoded (the same on every transport).",
+            "Size of each request body as received: the protobuf message on the gRPC port, the body "
+            "(JSON or binary, as sent: compressed or not) on the HTTP port.",
             RPC_LABELS,
             buckets=SIZE_BUCKETS,
             registry=r,
         )
         self.response_bytes = Histogram(
             "altalune_rpc_response_bytes",
-            "Size of each response message, protobuf-encoded (successful calls).",
+            "Size of each successful call's response body as sent, measured as for requests.",
             RPC_LABELS,
             buckets=SIZE_BUCKETS,
             registry=r,
@@ -185,16 +188,12 @@ class Metrics:
 
     # --- RPCs -------------------------------------------------------------------------------
 
-    def call_started(self, service: str, method: str, transport: str, request_size: int) -> None:
-        labels = ("unary", service, method, transport)
-        self._child(self.started, *labels).inc()
-        self._child(self.request_bytes, *labels).observe(request_size)
+    def call_started(self, service: str, method: str, transport: str) -> None:
+        self._child(self.started, "unary", service, method, transport).inc()
         self.in_flight.inc()
 
-    def call_ended(self, service: str, method: str, transport: str, response_size: int | None) -> None:
+    def call_ended(self) -> None:
         self.in_flight.dec()
-        if response_size is not None:
-            self._child(self.response_bytes, "unary", service, method, transport).observe(response_size)
 
     def call_written(self, record: CallOutcome, duration_s: float) -> None:
         """Counts every call that named an RPC, whether the chain or a port answered it."""
@@ -205,6 +204,10 @@ class Metrics:
         code = _GO_CODE_NAMES.get(record.code, "Unknown")
         self._child(self.handled, *labels, code).inc()
         self._child(self.handling, *labels).observe(duration_s)
+        if record.request_bytes is not None:
+            self._child(self.request_bytes, *labels).observe(record.request_bytes)
+        if record.response_bytes is not None and code == "OK":
+            self._child(self.response_bytes, *labels).observe(record.response_bytes)
 
     def call_refused(self, reason: str, credential_kind: str = "") -> None:
         self._child(self.refused, reason, credential_kind).inc()

@@ -71,6 +71,9 @@ class CallRecord:
     authorized: bool = False
     trace_id: str | None = None
     observer: CallObserver | None = None
+    # Message bytes as the port received and sent them (the metrics' size histograms).
+    request_bytes: int | None = None
+    response_bytes: int | None = None
 
     def failed(self, error: ConnectError) -> None:
         self.code = error.code.name.lower()

@@ -59,13 +59,11 @@ class RequestScope:
         ctx.response_headers()[REQUEST_ID_HEADER] = record.request_id
         metrics = self._metrics
         if metrics is not None:
-            metrics.call_started(service, name, record.transport, request.ByteSize())
-        response: Message | None = None
+            metrics.call_started(service, name, record.transport)
         try:
             with self._tracing.rpc(record, headers, service, name):
                 try:
-                    response = await call_next(request, ctx)
-                    return response
+                    return await call_next(request, ctx)
                 except ConnectError as error:
                     record.failed(error)
                     if metrics is not None and record.reason in _REFUSED_REASONS:
@@ -76,9 +74,7 @@ class RequestScope:
                     raise
         finally:
             if metrics is not None:
-                metrics.call_ended(
-                    service, name, record.transport, response.ByteSize() if response is not None else None
-                )
+                metrics.call_ended()
 
 
 # Refusals counted apart (altalune_rpc_refused_total): load shedding, not the caller's mistake.

@@ -15,11 +15,11 @@ import contextlib
 import math
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import uvicorn
-from connectrpc.server import ConnectASGIApplication
+from connectrpc.server import ConnectASGIApplication, Endpoint
 
 from internal.config import Settings
 from internal.container import Container
@@ -34,6 +34,7 @@ from internal.server.codecs import BoundedGzip, JSONCodec, ProtoCodec
 from internal.server.grpc_server import GrpcServer
 from internal.server.http_gateway import CorsPolicy, HttpGateway
 from internal.server.http_protocol import guarded_protocol
+from internal.server.reflection import reflection_endpoints
 from internal.server.sockets import listen_http
 
 log = get_logger("altalune.server")
@@ -48,8 +49,10 @@ CUT_SETTLE_S = 0.5
 class ConnectApp(ConnectASGIApplication[None]):
     """All services' endpoints in one connectrpc ASGI application (mounted under /api by the gateway)."""
 
-    def __init__(self, routes: dict[str, UnaryRoute], *, max_request_bytes: int) -> None:
-        endpoints = connect_endpoints(routes)
+    def __init__(
+        self, routes: dict[str, UnaryRoute], *, max_request_bytes: int, streams: Mapping[str, Endpoint[Any, Any]]
+    ) -> None:
+        endpoints = {**connect_endpoints(routes), **streams}
         super().__init__(
             service=None,
             endpoints=lambda _service: endpoints,
@@ -104,14 +107,17 @@ class AltaluneServer:
         )
         self._given_socket = http_socket
         self._shutting_down = False
+        # Server reflection (public, as on the gRPC port) for `buf curl --reflect` against this port.
+        streams = reflection_endpoints(self.container.service_names)
         gateway = HttpGateway(
-            ConnectApp(self.container.routes, max_request_bytes=settings.max_request_bytes),
+            ConnectApp(self.container.routes, max_request_bytes=settings.max_request_bytes, streams=streams),
             max_request_bytes=settings.max_request_bytes,
             cors=CorsPolicy(frozenset(settings.cors_origins)),
             readiness=self._ready,
             procedures={path: route.method for path, route in self.container.routes.items()},
             metrics=metrics,
             metrics_token=settings.metrics_token,
+            streams={path: endpoint.method for path, endpoint in streams.items()},
         )
         self._uvicorn = UvicornWithoutSignals(
             uvicorn.Config(
@@ -120,8 +126,9 @@ class AltaluneServer:
                 log_config=None,
                 access_log=False,
                 server_header=False,
+                # HTTP/1.1, plus h2c by prior knowledge or `Upgrade: h2c` (internal/server/http2.py).
                 http=guarded_protocol(
-                    header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections
+                    header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections, http2=True
                 ),
                 ws="none",
                 # stop() cuts the calls at the grace period and then ends uvicorn's wait; this

@@ -65,6 +65,7 @@ def _unary_handler(route: UnaryRoute, observer: CallObserver | None) -> grpc.Rpc
                 timeout_ms=int(remaining * 1000) if remaining is not None else None,
                 client_address=peer,
             )
+            record.request_bytes = len(raw)
             try:
                 try:
                     request = input_type.FromString(raw)
@@ -88,7 +89,9 @@ def _unary_handler(route: UnaryRoute, observer: CallObserver | None) -> grpc.Rpc
             # With the message and the status in one batch: grpc.aio has no way to attach initial
             # metadata to that batch, and sending it first costs a write and a wake-up per call.
             context.set_trailing_metadata(tuple(ctx.response_headers().allitems()))
-            return response.SerializeToString()  # type: ignore[no-any-return]
+            data: bytes = response.SerializeToString()
+            record.response_bytes = len(data)
+            return data
 
     return grpc.unary_unary_rpc_method_handler(handle)
 

@@ -23,6 +23,7 @@ from internal.errors import (
     InvalidHeader,
     MalformedRequest,
     MethodNotAllowed,
+    RequestTooLarge,
     UnknownProcedure,
     UnsupportedContentType,
     UnsupportedEncoding,
@@ -109,6 +110,26 @@ def admit(
     else:
         _check_connect_head(headers, encoding_header="content-encoding")
     return protocol
+
+
+STREAM_MEDIA_TYPES = frozenset({"application/connect+proto", "application/connect+json"})
+STREAM_HINT = "streams are served with the Connect streaming protocol: application/connect+proto (or +json)"
+
+
+def admit_stream(method: str, headers: Mapping[str, str], max_request_bytes: int) -> None:
+    """Refuse (raise) a streaming call this port does not serve: only Connect streaming over POST."""
+    if method != "POST":
+        raise MethodNotAllowed(method, "POST")
+    content_type = headers.get("content-type")
+    if media_type(content_type or "") not in STREAM_MEDIA_TYPES:
+        shown = content_type if content_type is not None else "(none)"
+        raise UnsupportedContentType(shown, GRPC_HINT if media_type(shown) == "application/grpc" else STREAM_HINT)
+    declared = headers.get("content-length")
+    if declared is not None and not declared.isdigit():
+        raise MalformedRequest("invalid content-length")
+    if declared is not None and int(declared) > max_request_bytes:
+        raise RequestTooLarge(max_request_bytes)
+    _check_connect_head(headers, encoding_header="connect-content-encoding")
 
 
 def _check_connect_head(headers: Mapping[str, str], *, encoding_header: str | None) -> None:

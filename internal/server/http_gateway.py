@@ -44,6 +44,7 @@ from internal.rpc.calls import REQUEST_ID_HEADER, CallRecord, call_record, curre
 from internal.server.http_admission import (
     Protocol,
     admit,
+    admit_stream,
     check_grpc_web_body,
     grpc_web_error_body,
     header_text,
@@ -150,6 +151,7 @@ class HttpGateway:
         cors: CorsPolicy,
         readiness: Callable[[], Awaitable[bool]],
         procedures: Mapping[str, MethodInfo[Any, Any]],
+        streams: Mapping[str, MethodInfo[Any, Any]] | None = None,
         prefix: str = "/api",
         metrics: Metrics | None = None,
         metrics_token: str | None = None,
@@ -158,6 +160,7 @@ class HttpGateway:
         self._metrics = metrics
         self._metrics_token = metrics_token.encode() if metrics_token else None
         self._procedures = procedures
+        self._streams = streams or {}
         self._max = max_request_bytes
         self._cors = cors
         self._readiness = readiness
@@ -209,6 +212,8 @@ class HttpGateway:
                 message = {**message, "headers": headers}
                 record.status = message["status"]
                 started = True
+            elif message["type"] == "http.response.body":
+                record.response_bytes = (record.response_bytes or 0) + len(message.get("body", b""))
             await send(message)
 
         try:
@@ -237,6 +242,9 @@ class HttpGateway:
         if not path.startswith(self._prefix + "/"):
             await self._send_error(send, to_connect_error(NoRoute(path)))
             return
+        if path[len(self._prefix) :] in self._streams:
+            await self._stream(scope, receive, send)
+            return
         content_type = _header(scope, b"content-type")
         grpc_web = method == "POST" and protocol_of(content_type) is Protocol.GRPC_WEB
         try:
@@ -250,6 +258,8 @@ class HttpGateway:
             return
         if body is None:
             return  # client went away
+        if (record := current_call()) is not None:
+            record.request_bytes = len(body)
         inner_scope = {**scope, "path": path[len(self._prefix) :], "raw_path": None, "root_path": ""}
         await self._app(inner_scope, _replay(body, receive), self._ensure_connect_body(send))
 
@@ -270,6 +280,18 @@ class HttpGateway:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A streaming call (server reflection): admitted on its head, then handed to connectrpc
+        unbuffered, because a bidi stream's requests keep arriving while its answers are written.
+        connectrpc bounds each message (read_max_bytes) and reports errors in the end-of-stream message."""
+        try:
+            admit_stream(scope["method"], header_text(scope.get("headers", ())), self._max)
+        except AppError as refused:
+            await self._refuse(send, refused, grpc_web=False)
+            return
+        inner_scope = {**scope, "path": scope["path"][len(self._prefix) :], "raw_path": None, "root_path": ""}
+        await self._app(inner_scope, receive, self._ensure_connect_body(send))
 
     async def _refuse(self, send: Send, refused: AppError, *, grpc_web: bool) -> None:
         """A refusal in the caller's framing: gRPC-Web trailers (HTTP 200), or a Connect JSON error."""

@@ -1,0 +1,228 @@
+"""HTTP/2 cleartext on the HTTP port (internal/server/http2.py), with real sockets and real clients:
+the `h2` library speaking prior knowledge, curl for `Upgrade: h2c`, and `buf curl --reflect`.
+
+The guarantees of the HTTP/1.1 path live in the ASGI gateway and must hold on every h2 stream:
+size limit, CORS, Connect JSON errors, header checks, request ids; a refused stream must not
+disturb its siblings on the same connection."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import json
+import shutil
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h2.config
+import h2.connection
+import h2.events
+import httpx
+import pytest
+
+from internal.server.app import AltaluneServer
+from tests.conftest import TEST_ORIGIN
+
+pytestmark = pytest.mark.e2e
+
+BUF = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "buf"
+JSON = "application/json"
+_names = itertools.count(1)
+
+
+@dataclass
+class Answer:
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def json(self) -> dict[str, object]:
+        loaded: dict[str, object] = json.loads(self.body)
+        return loaded
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    path: str
+    body: bytes = b""
+    method: str = "POST"
+    headers: tuple[tuple[str, str], ...] = ()
+    finished: bool = True  # False: the request's body goes on (the client never ends it)
+
+
+def h2_exchange(port: int, calls: list[Call]) -> list[Answer]:
+    """Open one h2c connection by prior knowledge, send every call as a concurrent stream, read all
+    answers (blocking: run it in a thread, the server lives on the test's event loop)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="latin-1"))
+    conn.initiate_connection()
+    answers: dict[int, Answer] = {}
+    for call in calls:
+        stream_id = conn.get_next_available_stream_id()
+        head = [(":method", call.method), (":path", call.path), (":scheme", "http"), (":authority", "127.0.0.1")]
+        conn.send_headers(stream_id, [*head, *call.headers], end_stream=not call.body and call.finished)
+        if call.body:
+            conn.send_data(stream_id, call.body, end_stream=call.finished)
+        answers[stream_id] = Answer()
+    sock.sendall(conn.data_to_send())
+    open_streams = set(answers)
+    try:
+        while open_streams:
+            data = sock.recv(65536)
+            assert data, "the server closed the connection"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    answer = answers[event.stream_id]
+                    answer.headers = {str(k): str(v) for k, v in event.headers}
+                    answer.status = int(answer.headers[":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    answers[event.stream_id].body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
+                    open_streams.discard(event.stream_id)
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    raise AssertionError(f"GOAWAY {event.error_code}")
+            sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+    return [answers[stream_id] for stream_id in sorted(answers)]
+
+
+async def h2_calls(server: AltaluneServer, *calls: Call) -> list[Answer]:
+    return await asyncio.to_thread(h2_exchange, server.http_port, list(calls))
+
+
+def authed(token: str, *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    return (("content-type", JSON), ("authorization", f"Bearer {token}"), *extra)
+
+
+async def create_project(server: AltaluneServer, token: str) -> str:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}/api") as client:
+        created = await client.post(
+            "/altalune.v1.ProjectService/CreateProject",
+            json={"name": f"H2 {next(_names)}", "timezone": "UTC", "environment": "ENVIRONMENT_SANDBOX"},
+            headers={"authorization": f"Bearer {token}"},
+        )
+    assert created.status_code == 200, created.text
+    project_id: str = created.json()["project"]["id"]
+    return project_id
+
+
+async def test_connect_json_over_h2_prior_knowledge(server: AltaluneServer, admin_token: str) -> None:
+    project = await create_project(server, admin_token)
+    body = json.dumps({"id": project}).encode()
+    (got,) = await h2_calls(
+        server, Call("/api/altalune.v1.ProjectService/GetProject", body, headers=authed(admin_token))
+    )
+    assert got.status == 200, got.body
+    assert got.json()["project"]["id"] == project  # type: ignore[index]
+    assert got.headers["x-request-id"]
+
+
+async def test_http1_guarantees_hold_on_h2_streams_of_one_connection(server: AltaluneServer, admin_token: str) -> None:
+    project = await create_project(server, admin_token)
+    get = "/api/altalune.v1.ProjectService/GetProject"
+    body = json.dumps({"id": project}).encode()
+    oversized = ("content-length", str(4 * 1024 * 1024 + 1))
+    answers = await h2_calls(
+        server,
+        Call("/api/altalune.v1.ProjectService/NoSuchMethod", b"{}", headers=authed(admin_token)),
+        Call(get, body, headers=authed(admin_token, ("origin", TEST_ORIGIN), ("x-request-id", "h2-req-0001"))),
+        # Refused on its declared size, before the body has arrived: the answer ends the stream.
+        Call(get, b"{" + b" " * 1024, headers=authed(admin_token, oversized), finished=False),
+        Call(get, body, headers=authed(admin_token, ("connect-timeout-ms", "soon"))),
+        Call(get, body, headers=authed(admin_token)),
+    )
+    unknown, cors, too_large, bad_deadline, sibling = answers
+    assert unknown.status == 404
+    assert unknown.headers["content-type"] == JSON
+    assert unknown.json()["code"] == "unimplemented"
+    assert cors.status == 200
+    assert cors.headers["access-control-allow-origin"] == TEST_ORIGIN
+    assert "X-Request-Id" in cors.headers["access-control-expose-headers"]
+    assert cors.headers["x-request-id"] == "h2-req-0001"
+    assert too_large.status == 429
+    assert too_large.json()["code"] == "resource_exhausted"
+    assert bad_deadline.status == 400
+    assert bad_deadline.json()["code"] == "invalid_argument"
+    assert sibling.status == 200, "a refused stream must not disturb the others on its connection"
+
+
+async def test_h2_preflight_and_health(server: AltaluneServer) -> None:
+    preflight, health = await h2_calls(
+        server,
+        Call(
+            "/api/altalune.v1.ProjectService/GetProject",
+            method="OPTIONS",
+            headers=(("origin", TEST_ORIGIN), ("access-control-request-method", "POST")),
+        ),
+        Call("/healthz", method="GET"),
+    )
+    assert preflight.status == 204
+    assert preflight.headers["access-control-allow-origin"] == TEST_ORIGIN
+    assert health.status == 200
+
+
+async def run(argv: list[str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30.0)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_buf_curl_reflects_over_the_http_port_and_calls_with_an_api_key(
+    server: AltaluneServer, admin_token: str
+) -> None:
+    assert BUF.exists(), f"{BUF} missing: install the dev extra (buf-bin)"
+    project = await create_project(server, admin_token)
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}/api") as client:
+        key = await client.post(
+            "/altalune.v1.ApiKeyService/CreateApiKey",
+            json={"projectId": project, "name": "buf", "scopes": ["project:read"], "expiresAt": expires},
+            headers={"authorization": f"Bearer {admin_token}"},
+        )
+    assert key.status_code == 200, key.text
+    secret = key.json()["secret"]
+    base = f"http://127.0.0.1:{server.http_port}/api"
+    code, out, err = await run(
+        [
+            str(BUF),
+            "curl",
+            "--reflect",
+            "--http2-prior-knowledge",
+            "-H",
+            f"authorization: Bearer {secret}",
+            "-d",
+            json.dumps({"id": project}),
+            f"{base}/altalune.v1.ProjectService/GetProject",
+        ]
+    )
+    assert code == 0, err
+    assert json.loads(out)["project"]["id"] == project
+    # Both reflection versions, and the same services as the gRPC port lists.
+    for version in ("grpc-v1", "grpc-v1alpha"):
+        code, out, err = await run(
+            [str(BUF), "curl", "--http2-prior-knowledge", "--reflect-protocol", version, "--list-services", base]
+        )
+        assert code == 0, err
+        listed = set(out.split())
+        assert {"altalune.v1.ProjectService", "grpc.reflection.v1.ServerReflection", "grpc.health.v1.Health"} <= listed
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_h2c_upgrade_on_a_bodiless_request_and_http1_for_one_with_a_body(server: AltaluneServer) -> None:
+    url = f"http://127.0.0.1:{server.http_port}"
+    code, out, err = await run(["curl", "-sS", "-i", "--http2", f"{url}/healthz"])
+    assert code == 0, err
+    assert out.startswith("HTTP/1.1 101 Switching Protocols"), out
+    assert "HTTP/2 200" in out
+    assert "x-request-id" in out
+    code, out, err = await run(
+        ["curl", "-sS", "-i", "--http2", "-H", f"content-type: {JSON}", "-d", "{}", f"{url}/api/x.Y/Z"]
+    )
+    assert code == 0, err
+    assert out.startswith("HTTP/1.1 404"), out  # the upgrade is ignored: answered over HTTP/1.1
+    assert json.loads(out.split("\r\n\r\n", 1)[1])["code"] == "unimplemented"
