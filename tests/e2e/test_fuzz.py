@@ -1203,7 +1203,12 @@ def judge_raw(case: RawCase, data: bytes, how_ended: str) -> Verdict:
     for status, headers, body in answers:
         verdict.outcome = str(status)
         if status == 101:
-            verdict.problems.append("101 Switching Protocols on the HTTP port")
+            # HTTP/2 by upgrade is served (README, HTTP/2 on the HTTP port): the request asked for h2c, and the
+            # answer switches to it; any other switch is a flaw.
+            asked = b"\r\nUpgrade: h2c" in case.data and b"HTTP2-Settings:" in case.data
+            if not (asked and headers.get("upgrade", "").lower() == "h2c"):
+                verdict.problems.append("101 Switching Protocols on the HTTP port")
+            verdict.outcome = "101 h2c"
             continue
         content_type = headers.get("content-type", "")
         verdict.answer = f"HTTP {status} {content_type or '-'} body={body[:160]!r}"
