@@ -40,7 +40,7 @@ class Authenticate:
         if rule is None:
             # Unreachable when wired by the container (start-up checks every route); deny anyway.
             raise InternalError()
-        authenticated = await self._authenticator.authenticate(ctx.request_headers(), _project_hint(request, rule))
+        authenticated = await self._authenticator.authenticate(ctx.request_headers(), project_hint(request, rule))
         principal = authenticated.principal
         structlog.contextvars.bind_contextvars(caller=principal.log_name)
         record = current_call()
@@ -58,7 +58,7 @@ def authenticated_call() -> tuple[Authenticated, AccessRule] | None:
     return _authenticated.get()
 
 
-def _project_hint(request: Message, rule: AccessRule) -> str | None:
+def project_hint(request: Message, rule: AccessRule) -> str | None:
     """The (not yet validated) project id of a project-scoped call, if it has the id's shape."""
     if rule.project_field is None:
         return None

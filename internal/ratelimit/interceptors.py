@@ -20,9 +20,9 @@ from connectrpc.request import RequestContext
 from google.protobuf.message import Message
 
 from internal.auth.errors import Unauthenticated
-from internal.auth.interceptors import authenticated_call
-from internal.ids import is_public_id
+from internal.auth.interceptors import authenticated_call, project_hint
 from internal.ratelimit.limiter import RateLimiter, headers
+from internal.rpc.calls import current_call
 from internal.rpc.endpoints import UnaryFunction
 
 
@@ -33,7 +33,9 @@ class PeerLimit:
     async def intercept_unary(
         self, call_next: UnaryFunction, request: Message, ctx: RequestContext[Any, Any]
     ) -> Message:
-        bucket = self._limiter.peer_bucket(ctx.client_address())
+        # The port's name for the peer (connectrpc's own client_address leaves IPv6 unbracketed).
+        record = current_call()
+        bucket = self._limiter.peer_bucket(record.peer if record is not None else ctx.client_address())
         if bucket is None:
             return await call_next(request, ctx)
         decision = self._limiter.peek(bucket)
@@ -58,11 +60,7 @@ class CredentialLimit:
         if found is None:  # unreachable when wired by the container (Authenticate runs first)
             return await call_next(request, ctx)
         authenticated, rule = found
-        hint = None
-        if rule.project_field is not None:
-            value = getattr(request, rule.project_field, None)
-            hint = value if isinstance(value, str) and is_public_id(value) else None
-        bucket = self._limiter.credential_bucket(authenticated.principal, hint)
+        bucket = self._limiter.credential_bucket(authenticated.principal, project_hint(request, rule))
         if bucket is None:
             return await call_next(request, ctx)
         decision = self._limiter.take(bucket)

@@ -31,6 +31,13 @@ _REQUEST_ID_SHAPE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _BOUND = ("request_id", "transport", "rpc", "caller", "trace_id", "span_id")
 
 
+def peer_address(host: str, port: int) -> str:
+    """`127.0.0.1:5000` / `[::1]:5000`: how both ports name a peer (grpc's own `ipv6:[::1]:5000`
+    minus the scheme), so the access log, the events and the peer rate limit see one address
+    whichever port the call used."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def valid_request_id(value: str | None) -> str | None:
     """A client-sent request id is kept only if it is short and plain (it ends up in logs)."""
     return value if value and _REQUEST_ID_SHAPE.fullmatch(value) else None

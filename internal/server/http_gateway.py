@@ -40,7 +40,7 @@ from internal.errors import (
 )
 from internal.logs import get_logger
 from internal.observability.metrics import Metrics
-from internal.rpc.calls import REQUEST_ID_HEADER, CallRecord, call_record, current_call
+from internal.rpc.calls import REQUEST_ID_HEADER, CallRecord, call_record, current_call, peer_address
 from internal.server.http_admission import (
     Protocol,
     admit,
@@ -174,7 +174,7 @@ class HttpGateway:
             return
         path = str(scope.get("path", ""))
         client = scope.get("client")
-        peer = f"{client[0]}:{client[1]}" if client else None
+        peer = peer_address(client[0], client[1]) if client else None
         with call_record(
             _header(scope, b"x-request-id"), transport="connect", peer=peer, observer=self._metrics
         ) as record:

@@ -13,6 +13,7 @@ from internal.config import ConfigError, Rate, RateLimits, load_settings, parse_
 from internal.errors import RateLimited, error_details
 from internal.ratelimit.limiter import Bucket, RateLimiter, headers, peer_ip
 from internal.ratelimit.table import SLOTS, WINDOW, Mode, SharedTable, new_table_fd
+from internal.rpc.calls import peer_address
 from internal.tenancy import ProjectRef
 
 PROJECT = "prj2345678abcd"
@@ -260,3 +261,11 @@ def test_a_full_window_gives_up_the_fullest_bucket_and_full_buckets_are_reused()
     assert table.update(hashes[0], 100.0, 1.0, 1.0, Mode.TAKE)[0]  # its slot was taken over: full again
     # Later, every bucket is full again: their slots are free for new keys.
     assert all(table.update(5 + SLOTS * (100 + i), 200.0, 1.0, 1.0, Mode.TAKE)[0] for i in range(WINDOW))
+
+
+@pytest.mark.parametrize(("host", "ip"), [("127.0.0.1", "127.0.0.1"), ("::1", "::1"), ("2001:db8::7", "2001:db8::7")])
+def test_both_ports_name_a_peer_so_that_its_address_is_its_bucket(host: str, ip: str) -> None:
+    """The HTTP port's name for a peer (peer_address) and the gRPC port's (`[::1]:5000`) give one
+    address per client, whatever its source port: no bucket per connection for IPv6 callers."""
+    assert peer_ip(peer_address(host, 5000)) == ip
+    assert peer_ip(peer_address(host, 6001)) == ip
