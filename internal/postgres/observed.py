@@ -20,6 +20,14 @@ def operation_of(query: Query | sql.Composable) -> str:
     """The statement's first keyword (SELECT, INSERT, ...; a joined write envelope starts with its
     first statement), the label of its latency and the name of its span. Never raises: a statement
     must not fail because it could not be named."""
+    if isinstance(query, str):
+        # Plain-text statements are the repositories' constants: name each once.
+        operation = _named.get(query)
+        if operation is None:
+            operation = _first_keyword(query)
+            if len(_named) < _NAMED_MAX:
+                _named[query] = operation
+        return operation
     try:
         while isinstance(query, sql.Composed):  # the query builder's: its first part leads
             query = next(iter(query), sql.SQL(""))
@@ -29,38 +37,47 @@ def operation_of(query: Query | sql.Composable) -> str:
             query = query.decode(errors="replace")
         if not isinstance(query, str):
             return "OTHER"
-        head = query.lstrip()[:16].split(None, 1)
-        return head[0].upper().rstrip(";(") if head else "EMPTY"
+        return _first_keyword(query)
     except Exception:
         return "OTHER"
 
 
+def _first_keyword(query: str) -> str:
+    head = query.lstrip()[:16].split(None, 1)
+    return head[0].upper().rstrip(";(") if head else "EMPTY"
+
+
+# Bounded: a statement text built per call (none today) must not grow the process.
+_NAMED_MAX = 4096
+_named: dict[str, str] = {}
+
+
 class _Observed:
+    """Times (and traces) each statement. A mixin placed before psycopg's cursor class, so the
+    statement goes through one extra frame, not two: every query of every call pays for it."""
+
     metrics: ClassVar[Metrics | None] = None
     tracing: ClassVar[Tracing] = Tracing()
 
+    async def execute(self, query: Query, params: Params | None = None, **kwargs: Any) -> Any:
+        operation = operation_of(query)
+        started = time.perf_counter()
+        try:
+            if self.tracing.enabled:
+                with self.tracing.statement(operation):
+                    return await super().execute(query, params, **kwargs)  # type: ignore[misc]
+            return await super().execute(query, params, **kwargs)  # type: ignore[misc]
+        finally:
+            if self.metrics is not None:
+                self.metrics.statement_done(operation, time.perf_counter() - started)
+
 
 class ObservedCursor(_Observed, AsyncCursor[Any]):
-    async def execute(self, query: Query, params: Params | None = None, **kwargs: Any) -> ObservedCursor:
-        return await _observed(self, super().execute, query, params, kwargs)  # type: ignore[no-any-return]
+    pass
 
 
 class ObservedClientCursor(_Observed, AsyncClientCursor[Any]):
-    async def execute(self, query: Query, params: Params | None = None, **kwargs: Any) -> ObservedClientCursor:
-        return await _observed(self, super().execute, query, params, kwargs)  # type: ignore[no-any-return]
-
-
-async def _observed(cursor: _Observed, execute: Any, query: Query, params: Params | None, kwargs: Any) -> Any:
-    operation = operation_of(query)
-    started = time.perf_counter()
-    try:
-        if cursor.tracing.enabled:
-            with cursor.tracing.statement(operation):
-                return await execute(query, params, **kwargs)
-        return await execute(query, params, **kwargs)
-    finally:
-        if cursor.metrics is not None:
-            cursor.metrics.statement_done(operation, time.perf_counter() - started)
+    pass
 
 
 def observed_cursors(

@@ -237,6 +237,7 @@ class AltaluneServer:
         """Gauges of this process's pool and queues, sampled (each worker writes its own; a scrape
         adds them up)."""
         while True:
+            metrics.calls_state()
             metrics.pool_state(self.container.db.pool.get_stats())
             metrics.backlog("refusal_events", self.container.refusals.queued)
             # Only the upkeep lease holder purges; the others report nothing left.
