@@ -6,6 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The Node client of the e2e suite (tests/e2e/test_node_client.py): installed when npm is on PATH.
+NODE_DIR := tests/e2e/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+NPM := $(shell command -v npm 2>/dev/null)
 
 .PHONY: setup run migrate test test-unit test-integration test-e2e lint format typecheck generate \
 	generate-check proto-lint proto-breaking check bench bench-scale bench-blocks bench-ratelimit clean
@@ -16,7 +20,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install the project with its dev tools
+$(NODE_STAMP): $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+setup: $(STAMP) $(if $(NPM),$(NODE_STAMP)) ## create .venv and install the project with its dev tools (and the e2e Node client's packages, with npm)
 
 run: setup ## migrate, bootstrap an admin (prints its token once), serve gRPC on :50051 and Connect on :8080
 	$(BIN)/altalune bootstrap
@@ -75,4 +83,4 @@ bench-ratelimit: setup ## what one rate-limit check costs, lone and shared acros
 	$(PY) tools/bench/ratelimit.py
 
 clean:
-	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache *.egg-info $(NODE_DIR)/node_modules
