@@ -10,6 +10,11 @@ With several worker processes (internal/server/workers.py) the supervisor gives 
 same PROMETHEUS_MULTIPROC_DIR before the client library is imported: each process writes its
 figures to memory-mapped files there, and a scrape answered by any worker adds up all of them
 (prometheus_client's multiprocess mode). A lone process keeps its figures in memory.
+
+In multiprocess mode the library writes the file on every increment, which doubled what metrics
+cost a call. So a worker's counters and histograms are kept in memory and written to its file once
+a second (`flush`, from the gauge sampler), before this worker answers a scrape, and when it stops:
+a scrape sees the other workers' figures as they were at most a second ago.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -74,6 +79,55 @@ def mark_process_dead(pid: int, directory: str) -> None:
     multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
+class _Pending:
+    """The values a worker changed since its last flush."""
+
+    changed: set[Any] = set()
+
+
+def _buffered_multiprocess_value() -> type:
+    """prometheus_client's multiprocess value class, with increments kept in memory until
+    `flush_pending()`: the library's own file format, writer and collector, written less often."""
+    mapped: Any = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+    class BufferedValue(mapped):  # type: ignore[misc,valid-type]
+        _unwritten = 0.0
+
+        def inc(self, amount: float) -> None:
+            self._unwritten += amount
+            _Pending.changed.add(self)
+
+        def set(self, value: float, timestamp: float | None = None) -> None:
+            self._unwritten = 0.0
+            super().set(value, timestamp)
+
+        def get(self) -> float:
+            return float(super().get()) + self._unwritten
+
+        def write(self) -> None:
+            amount, self._unwritten = self._unwritten, 0.0
+            if amount:
+                super().inc(amount)
+
+    return BufferedValue
+
+
+def flush_pending() -> None:
+    """Write this process's buffered increments to its file (multiprocess mode; else nothing)."""
+    changed, _Pending.changed = _Pending.changed, set()
+    for value in changed:
+        value.write()
+
+
+def _use_buffered_values() -> None:
+    """Every metric made from now on in this process buffers its increments (once per process,
+    and only in multiprocess mode: a lone process keeps its figures in memory anyway)."""
+    if multiprocess_dir() is not None and not getattr(values.ValueClass, "_altalune_buffered", False):
+        buffered = _buffered_multiprocess_value()
+        buffered._altalune_buffered = True  # type: ignore[attr-defined]
+        values.ValueClass = buffered
+
+
 class Metrics:
     """The process's metrics. Labelled children are cached per label set: `labels()` costs more
     than the increment it leads to, and the hot path makes a dozen of them per call."""
@@ -82,6 +136,7 @@ class Metrics:
         # Only the contract's RPCs get series of their own: a name a client made up is `unknown`
         # (labels from requests would let any caller grow the scrape without bound).
         self._known = frozenset(rpcs)
+        _use_buffered_values()
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.started = Counter("grpc_server_started_total", "RPCs started on the server.", RPC_LABELS, registry=r)
@@ -250,8 +305,13 @@ class Metrics:
         self.pool_wait.observe(seconds)
 
     def calls_state(self) -> None:
-        """Publishes the calls in flight now (sampled with the pool, every second)."""
+        """Publishes the calls in flight now and the counts buffered since the last second."""
         self.in_flight.set(self._in_flight_now)
+        flush_pending()
+
+    def flush(self) -> None:
+        """Before this worker answers a scrape, and when it stops."""
+        flush_pending()
 
     def pool_state(self, stats: dict[str, int]) -> None:
         """From psycopg_pool's get_stats(): connections open, idle, waiting requests."""

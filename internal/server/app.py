@@ -210,6 +210,8 @@ class AltaluneServer:
         await asyncio.gather(*self._tasks[1:], return_exceptions=True)
         await self._upkeep_lease.release()
         await self.container.close()
+        if self.container.metrics is not None:
+            self.container.metrics.flush()  # the last second's counts, for the workers that stay
         log.info("stopped")
 
     async def run_until_signalled(self) -> None:

@@ -272,6 +272,7 @@ class HttpGateway:
                 refused = MetricsTokenRequired()
                 await self._send_error(send, to_connect_error(refused))
                 return
+        self._metrics.flush()  # this worker's own figures are current; the others' at most 1 s old
         body, content_type = await asyncio.to_thread(self._metrics.exposition, _header(scope, b"accept"))
         headers = [
             (b"content-type", content_type.encode()),

@@ -22,6 +22,8 @@ pytestmark = pytest.mark.e2e
 __all__ = ["service"]  # the two-worker fixture, shared with test_workers
 
 EMPLOYEE = "altalune.v1.EmployeeService"
+# Each worker writes its counts for the others to read once a second (internal/observability).
+FLUSHED_S = 1.5
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -85,6 +87,7 @@ async def test_calls_on_both_ports_are_counted_across_workers(service: Service) 
     project, employee = await _project_and_employee(service)
     found = {"projectId": project, "id": employee}
     missing = {"projectId": project, "id": employee[:-1] + ("a" if employee[-1] != "a" else "b")}
+    await asyncio.sleep(FLUSHED_S)  # the set-up's calls are counted before `before`
     before = await scrape(service.http_port)
 
     assert await _connect_calls(service, [found] * 12 + [missing] * 3, service.token) == [200] * 12 + [404] * 3
@@ -93,7 +96,7 @@ async def test_calls_on_both_ports_are_counted_across_workers(service: Service) 
         await _grpc_calls(service, [found] * 10 + [missing] * 4)
         == [grpc.StatusCode.OK] * 10 + [grpc.StatusCode.NOT_FOUND] * 4
     )
-    await asyncio.sleep(0.2)  # the access-log line (and the count) follows the answer
+    await asyncio.sleep(FLUSHED_S)  # the other worker's counts reach the scrape within a second
     after = await scrape(service.http_port)
 
     get = {"grpc_service": EMPLOYEE, "grpc_method": "GetEmployee", "grpc_type": "unary"}
@@ -144,7 +147,7 @@ async def test_names_made_up_by_clients_are_not_labels(service: Service) -> None
     async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError):
             await channel.unary_unary("/made.up.Service/Method")(b"", timeout=5)
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(FLUSHED_S)
     after = await scrape(service.http_port)
     assert not any("Invented" in str(labels) or "made.up" in str(labels) for _, labels in after)
     assert delta(after, before, "grpc_server_handled_total", grpc_service="unknown", grpc_code="Unimplemented") == 1

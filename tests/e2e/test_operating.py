@@ -61,6 +61,7 @@ async def test_the_curl_line_and_the_scrape_job(database_url: str, tmp_path: Pat
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}/api") as http:
             listed = await http.post("/altalune.v1.ProjectService/QueryProjects", json={}, headers=bearer(token))
             assert listed.status_code == 200, listed.text
+        await asyncio.sleep(1.5)  # with two workers, the one that served it may not be the one scraped
         shell = await asyncio.create_subprocess_shell(
             curl.replace("localhost:8080", f"127.0.0.1:{http_port}"), stdout=asyncio.subprocess.PIPE
         )

@@ -1,15 +1,21 @@
 """Pure parts of metrics and tracing: when tracing is on, what a statement is called, how a
-caller's traceparent is read, the settings that restrict /metrics."""
+caller's traceparent is read, the settings that restrict /metrics, when a worker's counts reach the
+files the other workers read."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+from prometheus_client import values
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
 from internal.config import ConfigError, load_settings
+from internal.observability.metrics import MULTIPROC_DIR_ENV, Metrics
 from internal.observability.tracing import Tracing, exporter_from_environment, trace_ids_from_header
 from internal.postgres.observed import operation_of
 
@@ -97,3 +103,54 @@ def test_a_metrics_token_must_be_long_enough() -> None:
         load_settings({"ALTALUNE_METRICS_TOKEN": "short"})
     with pytest.raises(ConfigError, match="ALTALUNE_METRICS"):
         load_settings({"ALTALUNE_METRICS": "maybe"})
+
+
+class _Answered:
+    """A call's record, as the counters read it."""
+
+    rpc: str | None = "altalune.v1.EmployeeService/GetEmployee"
+    transport: str = "grpc"
+    code: str = "ok"
+    request_bytes: int | None = 40
+    response_bytes: int | None = 120
+
+
+def test_a_worker_writes_its_counts_for_the_others_when_it_flushes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Multiprocess mode: increments stay in the worker's memory (the hot path takes no file
+    write) until a flush; what it reads of its own figures is always current. Pins the hook into
+    prometheus_client, so an upgrade that changes it fails here, not in production."""
+    monkeypatch.setenv(MULTIPROC_DIR_ENV, str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)  # put back after the test
+    metrics = Metrics(["altalune.v1.EmployeeService/GetEmployee"])
+    labels = ("unary", "altalune.v1.EmployeeService", "GetEmployee", "grpc")
+
+    def shared(name: str) -> float:
+        """What a scrape answered by another worker would read: the files."""
+        text, _ = metrics.exposition(None)
+        found = [
+            sample.value
+            for family in text_string_to_metric_families(text.decode())
+            for sample in family.samples
+            if sample.name == name and sample.labels.get("grpc_method") == "GetEmployee"
+        ]
+        return sum(found)
+
+    for _ in range(3):
+        metrics.call_started(*labels[1:])
+        metrics.call_written(_Answered(), 0.002)
+    assert shared("grpc_server_handled_total") == 0
+    own = dict(zip(("grpc_type", "grpc_service", "grpc_method", "transport"), labels, strict=True))
+    assert metrics.registry.get_sample_value("grpc_server_handled_total", own | {"grpc_code": "OK"}) == 3
+
+    metrics.flush()
+    assert shared("grpc_server_handled_total") == 3
+    assert shared("grpc_server_started_total") == 3
+    assert shared("grpc_server_handling_seconds_count") == 3
+    assert shared("altalune_rpc_response_bytes_sum") == 360
+
+    metrics.call_written(_Answered(), 0.002)
+    metrics.flush()
+    metrics.flush()  # nothing new: nothing written twice
+    assert shared("grpc_server_handled_total") == 4
