@@ -11,6 +11,11 @@ CreateEmployee (every call hires someone new; its Attempted and Succeeded events
 and with a request_id (a new one per call: claimed and answered in the write's transaction), and
 their ratio.
 
+Then the observability tax: GetEmployee with metrics and tracing off, with metrics on (the
+default), and with tracing on too, 1 worker, in rotating order over `--tax-rounds` rounds; each row
+gives calls/s and the server's CPU time per call. Last, the same call's instructions in the server
+counted by valgrind (callgrind) with metrics off and on: the one figure a noisy machine does not move.
+
 The load generator runs in `--load-processes` processes (2 by default) on the same machine as the
 server: client and server share the CPUs, so compare runs on the same machine only, alternated.
 `--server-repo` measures another checkout's server (its own .venv) with this file's load generator.
@@ -362,6 +367,16 @@ TAX_MODES: dict[str, dict[str, str]] = {
 }
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used (their /proc stat, in clock ticks)."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _observability_tax(
     args: argparse.Namespace,
     pool: concurrent.futures.ProcessPoolExecutor,
@@ -371,10 +386,17 @@ def _observability_tax(
     setup: Setup,
     get: bytes,
 ) -> None:
+    """Two figures per mode: calls/s, and the server's CPU time per call. On a machine where load
+    and server share the cores, calls/s moves with whatever else runs; CPU per call is what the
+    server itself spends, so it shows a tax of a few percent that calls/s hides in noise. The modes
+    take turns in a rotating order, so no mode always runs first after a cold start."""
     print(f"\nObservability tax: GetEmployee (API key), 1 worker, {args.tax_rounds} alternated rounds")
+    print(f"{'case':<58} {'calls/s':>8} {'CPU us':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
     rates: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
+    modes = list(TAX_MODES.items())
     for round_ in range(args.tax_rounds):
-        for mode, extra in TAX_MODES.items():
+        for mode, extra in modes[round_ % len(modes) :] + modes[: round_ % len(modes)]:
             grpc_port, http_port = _free_port(), _free_port()
             env = {k: v for k, v in _server_env(setup, grpc_port, http_port, 1).items() if not k.startswith("OTEL_")}
             server = subprocess.Popen(server_cmd, env=env | extra, cwd=server_repo, stdout=subprocess.DEVNULL)
@@ -384,19 +406,102 @@ def _observability_tax(
             time.sleep(0.5)
             for transport, port in (("connect", http_port), ("grpc", grpc_port)):
                 case = Case(transport, port, "GetEmployee", get, setup.api_key, args.concurrency, args.seconds)
+                pids = _process_tree(server.pid)
+                before = _cpu_seconds(pids)
                 figure = load(pool, args.load_processes, case)
+                calls = figure.rate * args.seconds + figure.failed
+                per_call_us = (_cpu_seconds(pids) - before) / calls * 1e6 if calls else 0.0
                 rates.setdefault((mode, transport), []).append(figure.rate)
+                cpu.setdefault((mode, transport), []).append(per_call_us)
                 name = f"round {round_ + 1}: {mode} ({transport})"
                 print(
-                    f"{name:<58} {figure.rate:>8.0f} {'':>7} {figure.p50:>8.2f} {figure.p99:>8.2f} {figure.failed:>6}"
+                    f"{name:<58} {figure.rate:>8.0f} {per_call_us:>7.0f} {figure.p50:>8.2f} {figure.p99:>8.2f} "
+                    f"{figure.failed:>6}"
                 )
             _stop(server)
     baseline = "metrics off, tracing off"
-    print("\nmedian calls/s against metrics and tracing off (a tax of 5% is 0.95x):")
+    print("\nmedians against metrics and tracing off (a tax of 5% is 0.95x calls/s, 1.05x CPU per call):")
+    print(f"  {'mode':<36} {'':<8} {'calls/s':>8} {'CPU/call':>9}")
     for (mode, transport), figures in sorted(rates.items()):
         base = statistics.median(rates[(baseline, transport)])
-        if mode != baseline and base:
-            print(f"  {mode:<36} {transport:<8} {statistics.median(figures) / base:.3f}x")
+        base_cpu = statistics.median(cpu[(baseline, transport)])
+        if mode != baseline and base and base_cpu:
+            rate_ratio = statistics.median(figures) / base
+            cpu_ratio = statistics.median(cpu[(mode, transport)]) / base_cpu
+            print(f"  {mode:<36} {transport:<8} {rate_ratio:>7.3f}x {cpu_ratio:>8.3f}x")
+
+
+async def _sequential_calls(transport: str, port: int, get: bytes, token: str, calls: int) -> None:
+    """`calls` GetEmployee calls one after the other over one connection."""
+    request = employee_pb2.GetEmployeeRequest.FromString(get)
+    if transport == "connect":
+        body = json_format.MessageToJson(request, indent=None).encode()
+        client = RawConnectCall(port, "/api/altalune.v1.EmployeeService/GetEmployee", body, token)
+        await client.open()
+        for _ in range(calls):
+            await client.call()
+        await client.close()
+        return
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", interceptors=[_Bearer(token)])
+    stub = employee_pb2_grpc.EmployeeServiceStub(channel)
+    for _ in range(calls):
+        await stub.GetEmployee(request, timeout=60)
+    await channel.close()
+
+
+def _callgrind_total(directory: Path) -> int:
+    """The event total of the newest callgrind dump in `directory`."""
+    newest = max(directory.iterdir(), key=lambda path: path.stat().st_mtime_ns)
+    for line in newest.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no total in {newest}")
+
+
+# Modes counted under valgrind: the goal is about metrics with tracing off.
+INSTRUCTION_MODES = ("metrics off, tracing off", "metrics on, tracing off (default)")
+
+
+def _instruction_tax(args: argparse.Namespace, server_repo: Path, setup: Setup, get: bytes) -> None:
+    """The tax in instructions the server executes per call, counted by valgrind's callgrind:
+    the same figure on a busy machine as on a quiet one (user-space instructions of every thread,
+    after a warm-up; not the kernel's work, so the share of CPU time is lower than this)."""
+    if args.instruction_calls <= 0:
+        return
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("\nInstructions per call: skipped (valgrind is not installed)")
+        return
+    calls = args.instruction_calls
+    print(f"\nInstructions per GetEmployee call in the server (valgrind callgrind, {calls} sequential calls):")
+    serve = [str(server_repo / ".venv" / "bin" / "python"), str(server_repo / ".venv" / "bin" / "altalune"), "serve"]
+    counted: dict[tuple[str, str], float] = {}
+    for mode in INSTRUCTION_MODES:
+        grpc_port, http_port = _free_port(), _free_port()
+        env = {k: v for k, v in _server_env(setup, grpc_port, http_port, 1).items() if not k.startswith("OTEL_")}
+        env |= TAX_MODES[mode] | {"ALTALUNE_HEADER_TIMEOUT_S": "120"}  # everything is ~50x slower
+        with tempfile.TemporaryDirectory(prefix="altalune-callgrind-") as out:
+            server = subprocess.Popen(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.out", *serve],
+                env=env,
+                cwd=server_repo,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                _wait_for_port(http_port, timeout_s=600)
+                _wait_for_port(grpc_port, timeout_s=600)
+                for transport, port in (("connect", http_port), ("grpc", grpc_port)):
+                    asyncio.run(_sequential_calls(transport, port, get, setup.api_key, 30))  # warm-up
+                    subprocess.run(["callgrind_control", "--zero", str(server.pid)], check=True, capture_output=True)
+                    asyncio.run(_sequential_calls(transport, port, get, setup.api_key, calls))
+                    subprocess.run(["callgrind_control", "--dump", str(server.pid)], check=True, capture_output=True)
+                    time.sleep(0.5)
+                    counted[(mode, transport)] = per_call = _callgrind_total(Path(out)) / calls
+                    base = counted.get((INSTRUCTION_MODES[0], transport))
+                    ratio = f"{per_call / base:.3f}x" if base and mode != INSTRUCTION_MODES[0] else ""
+                    print(f"  {mode:<36} {transport:<8} {per_call / 1e6:>7.3f} M {ratio:>7}")
+            finally:
+                _stop(server)
 
 
 def main() -> None:
@@ -409,7 +514,13 @@ def main() -> None:
     parser.add_argument("--server-repo", type=Path, default=REPO, help="checkout whose server to measure")
     parser.add_argument("--echo-loop", choices=("asyncio", "uvloop", "auto"), default="auto")
     parser.add_argument("--tax-only", action="store_true", help="only the observability tax rows")
-    parser.add_argument("--tax-rounds", type=int, default=2, help="alternated rounds of the tax rows")
+    parser.add_argument("--tax-rounds", type=int, default=4, help="alternated rounds of the tax rows")
+    parser.add_argument(
+        "--instruction-calls",
+        type=int,
+        default=200,
+        help="calls counted under valgrind per tax mode (0: skip the instruction counts)",
+    )
     args = parser.parse_args()
     server_repo: Path = args.server_repo.resolve()
     server_cmd = [str(server_repo / ".venv" / "bin" / "altalune"), "serve"]
@@ -549,6 +660,7 @@ def main() -> None:
             print(f"server RSS with {workers} worker(s), per process after the runs (MB): {[round(s) for s in sizes]}")
         if (server_repo / "internal" / "observability").exists():
             _observability_tax(args, pool, processes, server_cmd, server_repo, setup, get)
+            _instruction_tax(args, server_repo, setup, get)
     finally:
         for process in processes:
             if process.poll() is None:
