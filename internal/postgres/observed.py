@@ -20,31 +20,26 @@ def operation_of(query: Query | sql.Composable) -> str:
     """The statement's first keyword (SELECT, INSERT, ...; a joined write envelope starts with its
     first statement), the label of its latency and the name of its span. Never raises: a statement
     must not fail because it could not be named."""
-    if isinstance(query, str):
-        # Plain-text statements are the repositories' constants: name each once.
-        operation = _named.get(query)
-        if operation is None:
-            operation = _first_keyword(query)
-            if len(_named) < _NAMED_MAX:
-                _named[query] = operation
-        return operation
-    try:
-        while isinstance(query, sql.Composed):  # the query builder's: its first part leads
-            query = next(iter(query), sql.SQL(""))
-        if isinstance(query, sql.SQL):
-            query = query.as_string()
-        if isinstance(query, bytes):
-            query = query.decode(errors="replace")
+    if not isinstance(query, str):
+        try:
+            while isinstance(query, sql.Composed):  # the query builder's: its first part leads
+                query = next(iter(query), sql.SQL(""))
+            if isinstance(query, sql.SQL):
+                query = query.as_string()
+            if isinstance(query, bytes):
+                query = query.decode(errors="replace")
+        except Exception:
+            return "OTHER"
         if not isinstance(query, str):
             return "OTHER"
-        return _first_keyword(query)
-    except Exception:
-        return "OTHER"
-
-
-def _first_keyword(query: str) -> str:
-    head = query.lstrip()[:16].split(None, 1)
-    return head[0].upper().rstrip(";(") if head else "EMPTY"
+    # Statement texts are the repositories' constants: each is named once.
+    operation = _named.get(query)
+    if operation is None:
+        head = query.lstrip()[:16].split(None, 1)
+        operation = head[0].upper().rstrip(";(") if head else "EMPTY"
+        if len(_named) < _NAMED_MAX:
+            _named[query] = operation
+    return operation
 
 
 # Bounded: a statement text built per call (none today) must not grow the process.

@@ -236,8 +236,8 @@ class AltaluneServer:
             await asyncio.sleep(HEALTH_INTERVAL_S)
 
     async def _sample_gauges(self, metrics: Metrics) -> None:
-        """Gauges of this process's pool and queues, sampled (each worker writes its own; a scrape
-        adds them up)."""
+        """Gauges of this process's calls, pool and queues, sampled, and its counts of the last
+        second written out (each worker writes its own; a scrape adds them up)."""
         while True:
             metrics.calls_state()
             metrics.pool_state(self.container.db.pool.get_stats())
