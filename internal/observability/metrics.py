@@ -305,12 +305,11 @@ class Metrics:
         self.pool_wait.observe(seconds)
 
     def calls_state(self) -> None:
-        """Publishes the calls in flight now and the counts buffered since the last second."""
+        """Publishes the calls in flight now (sampled with the pool, every second)."""
         self.in_flight.set(self._in_flight_now)
-        flush_pending()
 
     def flush(self) -> None:
-        """Before this worker answers a scrape, and when it stops."""
+        """Every second, before this worker answers a scrape, and when it stops."""
         flush_pending()
 
     def pool_state(self, stats: dict[str, int]) -> None:

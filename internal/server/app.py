@@ -239,6 +239,7 @@ class AltaluneServer:
         """Gauges of this process's calls, pool and queues, sampled, and its counts of the last
         second written out (each worker writes its own; a scrape adds them up)."""
         while True:
+            metrics.flush()
             metrics.calls_state()
             metrics.pool_state(self.container.db.pool.get_stats())
             metrics.backlog("refusal_events", self.container.refusals.queued)

@@ -439,3 +439,29 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+async def project_and_employee(http_port: int, token: str, project_name: str) -> tuple[str, str]:
+    """A new project with one employee (Ann Lee), made over Connect JSON: (project id, employee id)."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}/api") as http:
+        created = await http.post(
+            "/altalune.v1.ProjectService/CreateProject",
+            json={"name": project_name, "timezone": "UTC", "environment": "ENVIRONMENT_LIVE"},
+            headers=bearer(token),
+        )
+        assert created.status_code == 200, created.text
+        project = created.json()["project"]["id"]
+        hired = await http.post(
+            "/altalune.v1.EmployeeService/CreateEmployee",
+            json={
+                "projectId": project,
+                "name": "Ann Lee",
+                "email": "ann@example.com",
+                "role": "Engineer",
+                "department": "R&D",
+                "status": "EMPLOYEE_STATUS_ACTIVE",
+            },
+            headers=bearer(token),
+        )
+        assert hired.status_code == 200, hired.text
+        return project, hired.json()["employee"]["id"]

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
-import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +37,9 @@ from tests.e2e.clients import (
     Rpc,
     Transport,
     bearer,
-    free_port,
     open_transport,
 )
-from tests.e2e.test_process import ALTALUNE, EXPORT_LINE, run_altalune, serve_env, wait_until_ready
+from tests.e2e.test_workers import Service, two_workers
 
 pytestmark = pytest.mark.e2e
 
@@ -98,52 +94,10 @@ def _assert_limited(outcome: Outcome[Any], scope: str, limit: str, burst: int) -
 # --- two worker processes ----------------------------------------------------------------------
 
 
-@dataclass
-class Service:
-    process: asyncio.subprocess.Process
-    http_port: int
-    grpc_port: int
-    token: str
-    log: Path
-
-    def records(self) -> list[dict[str, Any]]:
-        lines = self.log.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
-
-
 @pytest.fixture
 async def service(database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
-    grpc_port, http_port = free_port(), free_port()
-    env = serve_env(
-        database_url,
-        tmp_path / "secrets",
-        grpc_port,
-        http_port,
-        ALTALUNE_WORKERS="2",
-        ALTALUNE_LOG_FORMAT="json",
-        ALTALUNE_RATE_LIMIT=f"{RATE}/s",
-    )
-    code, out, err = await run_altalune(env, "bootstrap")
-    assert code == 0, (out, err)
-    exported = EXPORT_LINE.search(out)
-    assert exported is not None, out
-    log = tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, str(ALTALUNE), "serve", env=env, stdout=sink, stderr=sink
-        )
-    try:
-        await wait_until_ready(http_port, process)
-        served = Service(process, http_port, grpc_port, exported.group(1), log)
-        for _ in range(200):  # "ready" answers as soon as one worker is up; wait for both
-            if sum(r["event"] == "serving" for r in served.records()) >= 3:
-                break
-            await asyncio.sleep(0.05)
+    async with two_workers(database_url, tmp_path, ALTALUNE_RATE_LIMIT=f"{RATE}/s") as served:
         yield served
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_one_key_over_both_ports_and_both_workers_gets_its_rate_and_another_key_is_not_limited(

@@ -23,7 +23,7 @@ from internal.observability.tracing import Tracing
 from internal.server.app import AltaluneServer
 from tests import conftest
 from tests.conftest import admin_token_for
-from tests.e2e.clients import bearer, free_port
+from tests.e2e.clients import bearer, free_port, project_and_employee
 from tests.e2e.test_log_pipeline import json_lines
 from tests.e2e.test_process import bootstrap_token, serve_env, serving, stopped
 
@@ -58,27 +58,7 @@ async def traced(database_url: str) -> AsyncIterator[Traced]:
 
 
 async def _employee(traced: Traced) -> tuple[str, str]:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{traced.server.http_port}/api") as http:
-        created = await http.post(
-            "/altalune.v1.ProjectService/CreateProject",
-            json={"name": "Traced", "timezone": "UTC", "environment": "ENVIRONMENT_LIVE"},
-            headers=bearer(traced.token),
-        )
-        project = created.json()["project"]["id"]
-        hired = await http.post(
-            f"/{EMPLOYEE}/CreateEmployee",
-            json={
-                "projectId": project,
-                "name": "Ann Lee",
-                "email": "ann@example.com",
-                "role": "Engineer",
-                "department": "R&D",
-                "status": "EMPLOYEE_STATUS_ACTIVE",
-            },
-            headers=bearer(traced.token),
-        )
-        assert hired.status_code == 200, hired.text
-        return project, hired.json()["employee"]["id"]
+    return await project_and_employee(traced.server.http_port, traced.token, "Traced")
 
 
 def _server_span(spans: list[ReadableSpan]) -> ReadableSpan:

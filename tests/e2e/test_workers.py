@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import pytest
 
 from altalune.v1 import employee_pb2, employee_pb2_grpc
 from internal.postgres.partitions import UPKEEP_LEASE_KEY
-from tests.e2e.clients import bearer, free_port
+from tests.e2e.clients import bearer, free_port, project_and_employee
 from tests.e2e.test_process import ALTALUNE, EXPORT_LINE, run_altalune, serve_env, wait_until_ready
 
 pytestmark = pytest.mark.e2e
@@ -56,8 +57,9 @@ class Service:
         return [json.loads(line) for line in lines if line.startswith("{")]
 
 
-@pytest.fixture
-async def service(database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
+@asynccontextmanager
+async def two_workers(database_url: str, tmp_path: Path, **settings: str) -> AsyncIterator[Service]:
+    """`altalune serve` with two workers and JSON logs, an administrator's token, both workers up."""
     grpc_port, http_port = free_port(), free_port()
     env = serve_env(
         database_url,
@@ -66,8 +68,7 @@ async def service(database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
         http_port,
         ALTALUNE_WORKERS="2",
         ALTALUNE_LOG_FORMAT="json",
-        ALTALUNE_SHUTDOWN_GRACE_S=str(GRACE_S),
-        ALTALUNE_REAPER_INTERVAL_S="0.5",
+        **settings,
     )
     code, out, err = await run_altalune(env, "bootstrap")
     assert code == 0, (out, err)
@@ -92,6 +93,14 @@ async def service(database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
             await process.wait()
 
 
+@pytest.fixture
+async def service(database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
+    async with two_workers(
+        database_url, tmp_path, ALTALUNE_SHUTDOWN_GRACE_S=str(GRACE_S), ALTALUNE_REAPER_INTERVAL_S="0.5"
+    ) as served:
+        yield served
+
+
 async def _lease_holders(database_url: str) -> int:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         cur = await conn.execute(LEASE_HOLDERS, (UPKEEP_LEASE_KEY,))
@@ -100,28 +109,7 @@ async def _lease_holders(database_url: str) -> int:
 
 
 async def _project_and_employee(service: Service) -> tuple[str, str]:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.http_port}/api") as http:
-        created = await http.post(
-            "/altalune.v1.ProjectService/CreateProject",
-            json={"name": "Workers", "timezone": "UTC", "environment": "ENVIRONMENT_LIVE"},
-            headers=bearer(service.token),
-        )
-        assert created.status_code == 200, created.text
-        project = created.json()["project"]["id"]
-        hired = await http.post(
-            "/altalune.v1.EmployeeService/CreateEmployee",
-            json={
-                "projectId": project,
-                "name": "Ann Lee",
-                "email": "ann@example.com",
-                "role": "Engineer",
-                "department": "R&D",
-                "status": "EMPLOYEE_STATUS_ACTIVE",
-            },
-            headers=bearer(service.token),
-        )
-        assert hired.status_code == 200, hired.text
-        return project, hired.json()["employee"]["id"]
+    return await project_and_employee(service.http_port, service.token, "Workers")
 
 
 async def _connect_get(service: Service, project: str, employee: str) -> int:
