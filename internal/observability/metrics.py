@@ -11,20 +11,23 @@ same PROMETHEUS_MULTIPROC_DIR before the client library is imported: each proces
 figures to memory-mapped files there, and a scrape answered by any worker adds up all of them
 (prometheus_client's multiprocess mode). A lone process keeps its figures in memory.
 
-In multiprocess mode the library writes the file on every increment, which doubled what metrics
-cost a call. So a worker's counters and histograms are kept in memory and written to its file once
-a second (`flush`, from the gauge sampler), before this worker answers a scrape, and when it stops:
-a scrape sees the other workers' figures as they were at most a second ago.
+The library's own update costs a call more than everything else metrics do together (an
+observation is five Python frames and two locks; in multiprocess mode also a file write). So the
+per-call counters and histograms are tallied in plain lists on the event loop, and handed to the
+library's metrics once a second (`flush`, from the gauge sampler), before a scrape is answered,
+and when the process stops: a scrape sees the other workers' figures as they were at most a second
+ago. The names, buckets, exposition, files and aggregation are all the library's.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -79,64 +82,28 @@ def mark_process_dead(pid: int, directory: str) -> None:
     multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
-class _Pending:
-    """The values a worker changed since its last flush."""
-
-    changed: set[Any] = set()
-
-
-def _buffered_multiprocess_value() -> type:
-    """prometheus_client's multiprocess value class, with increments kept in memory until
-    `flush_pending()`: the library's own file format, writer and collector, written less often."""
-    mapped: Any = values.MultiProcessValue()  # type: ignore[no-untyped-call]
-
-    class BufferedValue(mapped):  # type: ignore[misc,valid-type]
-        _unwritten = 0.0
-
-        def inc(self, amount: float) -> None:
-            self._unwritten += amount
-            _Pending.changed.add(self)
-
-        def set(self, value: float, timestamp: float | None = None) -> None:
-            self._unwritten = 0.0
-            super().set(value, timestamp)
-
-        def get(self) -> float:
-            return float(super().get()) + self._unwritten
-
-        def write(self) -> None:
-            amount, self._unwritten = self._unwritten, 0.0
-            if amount:
-                super().inc(amount)
-
-    return BufferedValue
+# A tally is what a hot path adds to instead of calling into the library: plain numbers in a list,
+# with no lock and no call frame. A histogram's tally is one count per bucket (+Inf last, each
+# counting only its own observations, as the library keeps them), then the sum; a counter's is one
+# number. `Metrics.flush` hands every tally to the library's own values and zeroes it.
+Tally = list[float]
 
 
-def flush_pending() -> None:
-    """Write this process's buffered increments to its file (multiprocess mode; else nothing)."""
-    changed, _Pending.changed = _Pending.changed, set()
-    for value in changed:
-        value.write()
-
-
-def _use_buffered_values() -> None:
-    """Every metric made from now on in this process buffers its increments (once per process,
-    and only in multiprocess mode: a lone process keeps its figures in memory anyway)."""
-    if multiprocess_dir() is not None and not getattr(values.ValueClass, "_altalune_buffered", False):
-        buffered = _buffered_multiprocess_value()
-        buffered._altalune_buffered = True  # type: ignore[attr-defined]
-        values.ValueClass = buffered
+def _histogram_targets(child: Any) -> list[Callable[[float], None]]:
+    """The library's values of one histogram child, in a tally's order. The one place that reads
+    the library's layout (`_buckets`, `_sum`); a unit test pins it against `observe()`."""
+    return [*(bucket.inc for bucket in child._buckets), child._sum.inc]
 
 
 class Metrics:
-    """The process's metrics. Labelled children are cached per label set: `labels()` costs more
-    than the increment it leads to, and the hot path makes a dozen of them per call."""
+    """The process's metrics. The per-call ones are tallied (see `Tally`), one tally per label set,
+    found with one dict lookup: `labels()` costs more than the increment it leads to. Tallies are
+    added to and flushed on the event loop only."""
 
     def __init__(self, rpcs: Iterable[str] = (), registry: CollectorRegistry | None = None) -> None:
         # Only the contract's RPCs get series of their own: a name a client made up is `unknown`
         # (labels from requests would let any caller grow the scrape without bound).
         self._known = frozenset(rpcs)
-        _use_buffered_values()
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.started = Counter("grpc_server_started_total", "RPCs started on the server.", RPC_LABELS, registry=r)
@@ -234,9 +201,12 @@ class Metrics:
         )
         self._children: dict[tuple[Any, ...], Any] = {}
         self._in_flight_now = 0
-        self._started: dict[tuple[str, str, str], Any] = {}
-        self._statements: dict[str, Any] = {}
-        self._written: dict[tuple[str | None, str, str], tuple[Any, Any, Any, Any]] = {}
+        self._tallies: list[tuple[Tally, list[Callable[[float], None]]]] = []
+        self._started: dict[tuple[str, str, str], Tally] = {}
+        self._statements: dict[str, Tally] = {}
+        self._per_rpc: dict[tuple[str, ...], tuple[Tally, Tally, Tally]] = {}
+        self._written: dict[tuple[str | None, str, str], tuple[Tally, Tally, Tally, Tally | None]] = {}
+        self._pool_wait = self._histogram_tally(self.pool_wait)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -245,18 +215,40 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
+    def _counter_tally(self, child: Any) -> Tally:
+        tally = [0.0]
+        self._tallies.append((tally, [child.inc]))
+        return tally
+
+    def _histogram_tally(self, child: Any) -> Tally:
+        targets = _histogram_targets(child)
+        tally = [0.0] * len(targets)
+        self._tallies.append((tally, targets))
+        return tally
+
+    def flush(self) -> None:
+        """Hands the tallies to the library: every second, before a scrape, and when the process
+        stops. In multiprocess mode this is what writes the worker's file."""
+        for tally, targets in self._tallies:
+            for i, amount in enumerate(tally):
+                if amount:
+                    tally[i] = 0.0
+                    targets[i](amount)
+
     # --- RPCs -------------------------------------------------------------------------------
 
-    # Every call pays for what happens here, so each label set's children are found with one
-    # lookup, and the in-flight gauge is a plain count that the gauge sampler publishes (a gauge
-    # write takes a lock; two per call cost more than the count is worth between scrapes).
+    # Every call pays for what happens here: one lookup, then additions to tallies. A histogram
+    # observation is `tally[bisect_left(bounds, value)] += 1` (the first bucket whose `le` holds
+    # it, +Inf when none does) and `tally[-1] += value`. The in-flight gauge is a plain count that
+    # the gauge sampler publishes.
 
     def call_started(self, service: str, method: str, transport: str) -> None:
         key = (service, method, transport)
         started = self._started.get(key)
         if started is None:
-            started = self._started[key] = self.started.labels("unary", service, method, transport)
-        started.inc()
+            child = self.started.labels("unary", service, method, transport)
+            started = self._started[key] = self._counter_tally(child)
+        started[0] += 1
         self._in_flight_now += 1
 
     def call_ended(self) -> None:
@@ -272,23 +264,40 @@ class Metrics:
         if children is None:
             children = self._written[key] = self._written_children(*key)
         handled, handling, request_bytes, response_bytes = children
-        handled.inc()
-        handling.observe(duration_s)
-        if record.request_bytes is not None:
-            request_bytes.observe(record.request_bytes)
-        if record.response_bytes is not None and response_bytes is not None:
-            response_bytes.observe(record.response_bytes)
+        handled[0] += 1
+        handling[bisect_left(LATENCY_BUCKETS, duration_s)] += 1
+        handling[-1] += duration_s
+        size = record.request_bytes
+        if size is not None:
+            request_bytes[bisect_left(SIZE_BUCKETS, size)] += 1
+            request_bytes[-1] += size
+        size = record.response_bytes
+        if size is not None and response_bytes is not None:
+            response_bytes[bisect_left(SIZE_BUCKETS, size)] += 1
+            response_bytes[-1] += size
 
-    def _written_children(self, rpc: str | None, transport: str, code: str) -> tuple[Any, Any, Any, Any]:
+    def _written_children(self, rpc: str | None, transport: str, code: str) -> tuple[Tally, Tally, Tally, Tally | None]:
         service, method = rpc.partition("/")[::2] if rpc is not None else ("unknown", "unknown")
         labels = ("unary", service, method, transport)
         go_code = _GO_CODE_NAMES.get(code, "Unknown")
+        # Shared by the codes of one RPC: its latency and sizes are one series whatever the code.
+        handling, request_bytes, response_bytes = self._rpc_tallies(labels)
         return (
-            self._child(self.handled, *labels, go_code),
-            self._child(self.handling, *labels),
-            self._child(self.request_bytes, *labels),
-            self._child(self.response_bytes, *labels) if go_code == "OK" else None,
+            self._counter_tally(self.handled.labels(*labels, go_code)),
+            handling,
+            request_bytes,
+            response_bytes if go_code == "OK" else None,
         )
+
+    def _rpc_tallies(self, labels: tuple[str, ...]) -> tuple[Tally, Tally, Tally]:
+        found = self._per_rpc.get(labels)
+        if found is None:
+            found = self._per_rpc[labels] = (
+                self._histogram_tally(self.handling.labels(*labels)),
+                self._histogram_tally(self.request_bytes.labels(*labels)),
+                self._histogram_tally(self.response_bytes.labels(*labels)),
+            )
+        return found
 
     def call_refused(self, reason: str, credential_kind: str = "") -> None:
         self._child(self.refused, reason, credential_kind).inc()
@@ -296,21 +305,20 @@ class Metrics:
     # --- database -----------------------------------------------------------------------------
 
     def statement_done(self, operation: str, seconds: float) -> None:
-        child = self._statements.get(operation)
-        if child is None:
-            child = self._statements[operation] = self.statement.labels(operation)
-        child.observe(seconds)
+        tally = self._statements.get(operation)
+        if tally is None:
+            tally = self._statements[operation] = self._histogram_tally(self.statement.labels(operation))
+        tally[bisect_left(STATEMENT_BUCKETS, seconds)] += 1
+        tally[-1] += seconds
 
     def pool_waited(self, seconds: float) -> None:
-        self.pool_wait.observe(seconds)
+        tally = self._pool_wait
+        tally[bisect_left(STATEMENT_BUCKETS, seconds)] += 1
+        tally[-1] += seconds
 
     def calls_state(self) -> None:
         """Publishes the calls in flight now (sampled with the pool, every second)."""
         self.in_flight.set(self._in_flight_now)
-
-    def flush(self) -> None:
-        """Every second, before this worker answers a scrape, and when it stops."""
-        flush_pending()
 
     def pool_state(self, stats: dict[str, int]) -> None:
         """From psycopg_pool's get_stats(): connections open, idle, waiting requests."""

@@ -10,12 +10,19 @@ import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
-from prometheus_client import values
+from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
 from internal.config import ConfigError, load_settings
-from internal.observability.metrics import MULTIPROC_DIR_ENV, Metrics
+from internal.observability.metrics import (
+    LATENCY_BUCKETS,
+    MULTIPROC_DIR_ENV,
+    RPC_LABELS,
+    SIZE_BUCKETS,
+    STATEMENT_BUCKETS,
+    Metrics,
+)
 from internal.observability.tracing import Tracing, exporter_from_environment, trace_ids_from_header
 from internal.postgres.observed import operation_of
 
@@ -118,13 +125,12 @@ class _Answered:
 def test_a_worker_writes_its_counts_for_the_others_when_it_flushes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Multiprocess mode: increments stay in the worker's memory (the hot path takes no file
-    write) until a flush; what it reads of its own figures is always current. Pins the hook into
-    prometheus_client, so an upgrade that changes it fails here, not in production."""
+    """Multiprocess mode: a call's figures stay in the worker's tallies (the hot path takes no
+    lock and no file write) until a flush writes them, once."""
     monkeypatch.setenv(MULTIPROC_DIR_ENV, str(tmp_path))
-    monkeypatch.setattr(values, "ValueClass", values.ValueClass)  # put back after the test
-    metrics = Metrics(["altalune.v1.EmployeeService/GetEmployee"])
-    labels = ("unary", "altalune.v1.EmployeeService", "GetEmployee", "grpc")
+    # What the library chooses at import in a worker, whose environment names the directory.
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())  # type: ignore[no-untyped-call]
+    metrics = Metrics([_GET_EMPLOYEE])
 
     def shared(name: str) -> float:
         """What a scrape answered by another worker would read: the files."""
@@ -138,11 +144,9 @@ def test_a_worker_writes_its_counts_for_the_others_when_it_flushes(
         return sum(found)
 
     for _ in range(3):
-        metrics.call_started(*labels[1:])
+        metrics.call_started("altalune.v1.EmployeeService", "GetEmployee", "grpc")
         metrics.call_written(_Answered(), 0.002)
     assert shared("grpc_server_handled_total") == 0
-    own = dict(zip(("grpc_type", "grpc_service", "grpc_method", "transport"), labels, strict=True))
-    assert metrics.registry.get_sample_value("grpc_server_handled_total", own | {"grpc_code": "OK"}) == 3
 
     metrics.flush()
     assert shared("grpc_server_handled_total") == 3
@@ -154,3 +158,67 @@ def test_a_worker_writes_its_counts_for_the_others_when_it_flushes(
     metrics.flush()
     metrics.flush()  # nothing new: nothing written twice
     assert shared("grpc_server_handled_total") == 4
+
+
+_GET_EMPLOYEE = "altalune.v1.EmployeeService/GetEmployee"
+
+
+def _samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in registry.collect()
+        if family.name == name
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+
+
+def test_tallied_figures_are_what_the_library_would_have_counted() -> None:
+    """The hot path adds to tallies laid out as the library keeps a histogram (a count per
+    bucket, then the sum); the figures after a flush must be those of the library's own
+    `observe()` for the same values, bucket edges and beyond-the-last-bucket included. Fails if
+    an upgrade of prometheus_client changes that layout."""
+    metrics = Metrics([_GET_EMPLOYEE])
+    reference = CollectorRegistry()
+    labels = {"grpc_type": "unary", "grpc_service": "altalune.v1.EmployeeService", "grpc_method": "GetEmployee"}
+    handling = Histogram("grpc_server_handling_seconds", "", RPC_LABELS, buckets=LATENCY_BUCKETS, registry=reference)
+    sizes = {
+        name: Histogram(name, "", RPC_LABELS, buckets=SIZE_BUCKETS, registry=reference)
+        for name in ("altalune_rpc_request_bytes", "altalune_rpc_response_bytes")
+    }
+    statement = Histogram(
+        "altalune_db_statement_seconds", "", ("operation",), buckets=STATEMENT_BUCKETS, registry=reference
+    )
+    pool_wait = Histogram("altalune_db_pool_wait_seconds", "", buckets=STATEMENT_BUCKETS, registry=reference)
+    handled = Counter("grpc_server_handled_total", "", (*RPC_LABELS, "grpc_code"), registry=reference)
+
+    durations = [0.0, 0.0005, 0.00050001, 0.001, 0.003, 30.0, 31.0, 1e9]
+    byte_counts = [0, 64, 65, 1000, 4194304, 4194305, 10**9]
+    for transport in ("grpc", "connect"):
+        for duration, size in zip(durations, [*byte_counts, 7], strict=True):
+            record = _Answered()
+            record.transport, record.request_bytes, record.response_bytes = transport, size, size + 1
+            metrics.call_written(record, duration)
+            handling.labels(*labels.values(), transport).observe(duration)
+            sizes["altalune_rpc_request_bytes"].labels(*labels.values(), transport).observe(size)
+            sizes["altalune_rpc_response_bytes"].labels(*labels.values(), transport).observe(size + 1)
+            handled.labels(*labels.values(), transport, "OK").inc()
+    for seconds in [0.0, 0.0001, 0.00011, 0.004, 30.0, 99.0]:
+        metrics.statement_done("SELECT", seconds)
+        statement.labels("SELECT").observe(seconds)
+        metrics.pool_waited(seconds)
+        pool_wait.observe(seconds)
+
+    metrics.flush()
+    metrics.flush()  # a second flush adds nothing
+    for name in [
+        "grpc_server_handling_seconds",
+        "altalune_rpc_request_bytes",
+        "altalune_rpc_response_bytes",
+        "altalune_db_statement_seconds",
+        "altalune_db_pool_wait_seconds",
+        "grpc_server_handled",
+    ]:
+        ours = _samples(metrics.registry, name)
+        assert ours, name
+        assert ours == _samples(reference, name), name
