@@ -112,10 +112,13 @@ def test_a_metrics_token_must_be_long_enough() -> None:
         load_settings({"ALTALUNE_METRICS": "maybe"})
 
 
+_GET_EMPLOYEE = "altalune.v1.EmployeeService/GetEmployee"
+
+
 class _Answered:
     """A call's record, as the counters read it."""
 
-    rpc: str | None = "altalune.v1.EmployeeService/GetEmployee"
+    rpc: str | None = _GET_EMPLOYEE
     transport: str = "grpc"
     code: str = "ok"
     request_bytes: int | None = 40
@@ -158,9 +161,6 @@ def test_a_worker_writes_its_counts_for_the_others_when_it_flushes(
     metrics.flush()
     metrics.flush()  # nothing new: nothing written twice
     assert shared("grpc_server_handled_total") == 4
-
-
-_GET_EMPLOYEE = "altalune.v1.EmployeeService/GetEmployee"
 
 
 def _samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
