@@ -372,6 +372,21 @@ class MetricsTokenRequired(AppError):
         super().__init__("GET /metrics needs `Authorization: Bearer <ALTALUNE_METRICS_TOKEN>`")
 
 
+class UnknownHealthService(AppError):
+    """grpc.health.v1 Check of a service that has no health status (both ports)."""
+
+    reason = "HEALTH_SERVICE_UNKNOWN"
+    code = Code.NOT_FOUND
+    metadata_keys = ("service",)
+
+    def __init__(self, service: str) -> None:
+        shown = service if len(service) <= 200 else service[:200] + "..."
+        super().__init__(
+            f"no health status for service {shown!r}: ask for '' (the whole server) or a served service",
+            metadata={"service": shown},
+        )
+
+
 class InternalError(AppError):
     """Anything unexpected; the text a client sees never carries the cause."""
 

@@ -47,12 +47,13 @@ CUT_SETTLE_S = 0.5
 
 
 class ConnectApp(ConnectASGIApplication[None]):
-    """All services' endpoints in one connectrpc ASGI application (mounted under /api by the gateway)."""
+    """All services' endpoints in one connectrpc ASGI application (mounted under /api by the gateway).
+    `public` are served outside the chain, as on the gRPC port: health and reflection."""
 
     def __init__(
-        self, routes: dict[str, UnaryRoute], *, max_request_bytes: int, streams: Mapping[str, Endpoint[Any, Any]]
+        self, routes: dict[str, UnaryRoute], *, max_request_bytes: int, public: Mapping[str, Endpoint[Any, Any]]
     ) -> None:
-        endpoints = {**connect_endpoints(routes), **streams}
+        endpoints = {**connect_endpoints(routes), **public}
         super().__init__(
             service=None,
             endpoints=lambda _service: endpoints,
@@ -107,14 +108,23 @@ class AltaluneServer:
         )
         self._given_socket = http_socket
         self._shutting_down = False
-        # Server reflection (public, as on the gRPC port) for `buf curl --reflect` against this port.
-        streams = reflection_endpoints(self.container.service_names)
+        # Health and server reflection (public, as on the gRPC port): `buf curl --reflect` and
+        # grpc.health.v1 clients work against this port too.
+        health_check, health_watch = self._grpc.health.connect_endpoints()
+        streams = {**reflection_endpoints(self.container.service_names), **health_watch}
         gateway = HttpGateway(
-            ConnectApp(self.container.routes, max_request_bytes=settings.max_request_bytes, streams=streams),
+            ConnectApp(
+                self.container.routes,
+                max_request_bytes=settings.max_request_bytes,
+                public={**health_check, **streams},
+            ),
             max_request_bytes=settings.max_request_bytes,
             cors=CorsPolicy(frozenset(settings.cors_origins)),
             readiness=self._ready,
-            procedures={path: route.method for path, route in self.container.routes.items()},
+            procedures={
+                **{path: route.method for path, route in self.container.routes.items()},
+                **{path: endpoint.method for path, endpoint in health_check.items()},
+            },
             metrics=metrics,
             metrics_token=settings.metrics_token,
             streams={path: endpoint.method for path, endpoint in streams.items()},

@@ -23,6 +23,7 @@ from internal.errors import InternalError, MalformedRequest, UnknownProcedure, t
 from internal.logs import get_logger
 from internal.rpc.calls import REQUEST_ID_HEADER, CallObserver, call_record
 from internal.rpc.endpoints import UnaryRoute
+from internal.server.health import ServiceHealth
 
 log = get_logger("altalune.grpc")
 
@@ -174,7 +175,8 @@ class GrpcServer:
         max_connection_age_s: float = 120.0,
         observer: CallObserver | None = None,
     ) -> None:
-        self.health = health.aio.HealthServicer()
+        # Also answers grpc.health.v1 on the HTTP port (internal/server/health.py): one status table.
+        self.health = ServiceHealth()
         self._service_names = list(service_names)
         # A lone process must fail loudly when the port is taken, not silently share it; the workers
         # of one supervisor share it (the supervisor made sure no one else holds it).

@@ -6,7 +6,8 @@ interceptor chain on the HTTP port.
 - CORS for an allow-list of origins, preflights answered;
 - every error, including routing/decoding errors raised before the interceptors, leaves as a
   Connect JSON error body a browser client can decode;
-- /healthz (liveness) and /readyz (database reachable, not shutting down);
+- /healthz (liveness) and /readyz (database reachable, not shutting down), and grpc.health.v1
+  under /api as on the gRPC port (internal/server/health.py);
 - /metrics (Prometheus; behind a bearer token when ALTALUNE_METRICS_TOKEN is set).
 Health, readiness and metrics are outside the interceptor chain: never limited, never counted.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
@@ -41,6 +43,7 @@ from internal.errors import (
 from internal.logs import get_logger
 from internal.observability.metrics import Metrics
 from internal.rpc.calls import REQUEST_ID_HEADER, CallRecord, call_record, current_call, peer_address
+from internal.server.health import CHECK_PATH, WATCH_PATH
 from internal.server.http_admission import (
     Protocol,
     admit,
@@ -138,6 +141,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 _BACKSTOP_BODY_LIMIT = 64 * 1024
 # Probes and scrapes come every few seconds: their lines would drown the access log.
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Probes' paths: no access-log line each, as /healthz (the gRPC port logs none for its health either).
+_QUIET_PROCEDURES = frozenset({CHECK_PATH, WATCH_PATH})
 
 
 class HttpGateway:
@@ -165,6 +170,7 @@ class HttpGateway:
         self._cors = cors
         self._readiness = readiness
         self._prefix = prefix
+        self._quiet = _QUIET_PATHS | {prefix + path for path in _QUIET_PROCEDURES}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -179,7 +185,7 @@ class HttpGateway:
             _header(scope, b"x-request-id"), transport="connect", peer=peer, observer=self._metrics
         ) as record:
             record.http_method, record.path = scope.get("method"), path[:200]
-            record.quiet = path in _QUIET_PATHS
+            record.quiet = path in self._quiet
             await self._serve(scope, receive, send, record)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, record: CallRecord) -> None:
@@ -283,16 +289,46 @@ class HttpGateway:
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A streaming call (server reflection): admitted on its head, then handed to connectrpc
-        unbuffered, because a bidi stream's requests keep arriving while its answers are written.
-        connectrpc bounds each message (read_max_bytes) and reports errors in the end-of-stream message."""
+        """A streaming call (server reflection, health Watch): admitted on its head, then handed to
+        connectrpc unbuffered, because a bidi stream's requests keep arriving while its answers are
+        written. connectrpc bounds each message (read_max_bytes) and reports errors in the
+        end-of-stream message.
+
+        connectrpc notices a client that left only when it has a next message to write; a stream
+        that waits (a health Watch between status changes) would stay, with its task, for as long as
+        nothing changes. So the call is ended here as soon as the connection reports the client gone."""
         try:
             admit_stream(scope["method"], header_text(scope.get("headers", ())), self._max)
         except AppError as refused:
             await self._refuse(send, refused, grpc_web=False)
             return
         inner_scope = {**scope, "path": scope["path"][len(self._prefix) :], "raw_path": None, "root_path": ""}
-        await self._app(inner_scope, receive, self._ensure_connect_body(send))
+        gone = asyncio.Event()
+
+        async def receive_noting_departure() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+            return message
+
+        serving = asyncio.ensure_future(
+            self._app(inner_scope, receive_noting_departure, self._ensure_connect_body(send))
+        )
+        departed = asyncio.ensure_future(gone.wait())
+        ended_here = False
+        try:
+            await asyncio.wait((serving, departed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            departed.cancel()
+            if not serving.done():
+                # The client left (or this request is being cut): nobody is left to answer.
+                # connectrpc turns the cancel into a CANCELED end message, which goes nowhere.
+                ended_here = True
+                serving.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectError):
+                    await serving
+        if not ended_here:
+            await serving  # its own outcome, as if it had been awaited directly
 
     async def _refuse(self, send: Send, refused: AppError, *, grpc_web: bool) -> None:
         """A refusal in the caller's framing: gRPC-Web trailers (HTTP 200), or a Connect JSON error."""

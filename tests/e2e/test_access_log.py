@@ -53,6 +53,12 @@ async def test_every_request_has_one_id_and_one_access_line(database_url: str, t
             no_route = await http.get("/nowhere", headers={"x-request-id": "access-log-no-route"})
             assert no_route.status_code == 404
             answered["http no route"] = no_route.headers["x-request-id"]
+            # Probes write no line, as /healthz and health on the gRPC port.
+            probe = await http.post(
+                "/api/grpc.health.v1.Health/Check", json={}, headers={"x-request-id": "access-log-health"}
+            )
+            assert probe.status_code == 200, probe.text
+            assert probe.headers["x-request-id"] == "access-log-health"
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             answered["grpc refused by the chain"] = await _grpc_call(channel, GET_PROJECT, b"", "access-log-grpc")
             answered["grpc unknown procedure"] = await _grpc_call(channel, "/altalune.v1.Nope/Nope", b"", None)
@@ -70,6 +76,7 @@ async def test_every_request_has_one_id_and_one_access_line(database_url: str, t
             lines.setdefault(str(record.get("request_id")), []).append(record)
     for request, request_id in answered.items():
         assert len(lines.get(request_id, [])) == 1, (request, lines.get(request_id))
+    assert "access-log-health" not in lines, lines["access-log-health"]
     line = {request: lines[request_id][0] for request, request_id in answered.items()}
 
     def shape(request: str) -> tuple[Any, ...]:
