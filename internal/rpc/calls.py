@@ -67,6 +67,8 @@ class CallRecord:
     code: str = "ok"
     reason: str | None = None
     http_method: str | None = None
+    # "1.1" or "2" on the HTTP port (which speaks both); the gRPC port is always HTTP/2.
+    http_version: str | None = None
     path: str | None = None
     status: int = 0
     quiet: bool = False
@@ -100,12 +102,20 @@ class CallRecord:
             self.observer.call_written(self, duration_s)
         duration_ms = round(duration_s * 1000, 3)
         if self.rpc is not None:
-            fields = {"reason": self.reason} if self.reason is not None else {}
+            fields: dict[str, str] = {"reason": self.reason} if self.reason is not None else {}
+            if self.http_version is not None:
+                fields["http"] = self.http_version
             log.info("rpc", code=self.code, **fields, duration_ms=duration_ms, peer=self.peer)
         elif not self.quiet:
             refused = {"code": self.code, "reason": self.reason} if self.reason is not None else {}
             log.info(
-                "http", method=self.http_method, path=self.path, status=self.status, **refused, duration_ms=duration_ms
+                "http",
+                method=self.http_method,
+                path=self.path,
+                status=self.status,
+                http=self.http_version,
+                **refused,
+                duration_ms=duration_ms,
             )
 
 

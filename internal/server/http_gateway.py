@@ -185,6 +185,7 @@ class HttpGateway:
             _header(scope, b"x-request-id"), transport="connect", peer=peer, observer=self._metrics
         ) as record:
             record.http_method, record.path = scope.get("method"), path[:200]
+            record.http_version = scope.get("http_version")
             record.quiet = path in self._quiet
             await self._serve(scope, receive, send, record)
 

@@ -94,3 +94,6 @@ async def test_every_request_has_one_id_and_one_access_line(database_url: str, t
     assert line["grpc unknown procedure"]["rpc"] == "altalune.v1.Nope/Nope"
     assert shape("grpc malformed body") == ("rpc", "grpc", "invalid_argument", "MALFORMED_REQUEST")
     assert line["grpc malformed body"]["rpc"] == "altalune.v1.ProjectService/GetProject"
+    # The HTTP port speaks HTTP/1.1 and HTTP/2: its lines say which (httpx spoke 1.1 here).
+    for request, record in line.items():
+        assert record.get("http") == ("1.1" if record["transport"] == "connect" else None), (request, record)
