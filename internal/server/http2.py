@@ -72,11 +72,20 @@ class GuardedH2Protocol(ZttpH2Protocol):  # type: ignore[misc]
     # have open at once), the connection is retired gracefully: GOAWAY NO_ERROR naming the last stream
     # served, so clients move new calls to a new connection and the calls in flight finish.
     streams_per_connection: int = 3840
+    # zttp 0.0.35 also ends a connection with GOAWAY ENHANCE_YOUR_CALM at the 257th RST_STREAM its
+    # client sends (rapid-reset protection, over the connection's whole life), failing every call in
+    # flight. Clients reset a stream for every call they cancel (a deadline, an aborted fetch), so a
+    # long-lived connection of an ordinary client gets there. After this many resets the connection
+    # is retired gracefully instead; the streams still open (at most 128) may be reset too without
+    # reaching zttp's limit.
+    resets_per_connection: int = 128
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._no_request_timer: asyncio.TimerHandle | None = None
         self._streams_opened = 0
+        self._resets_received = 0
+        self._highest_stream = 0
         self._last_served_stream: int | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -95,8 +104,16 @@ class GuardedH2Protocol(ZttpH2Protocol):  # type: ignore[misc]
             return
         super().handle_request(event)
         self._streams_opened += 1
+        self._highest_stream = max(self._highest_stream, event.stream_id)
         if self._streams_opened >= self.streams_per_connection:
             self._retire(event.stream_id)
+
+    def handle_rst_stream(self, event: Any) -> None:
+        super().handle_rst_stream(event)
+        self._resets_received += 1
+        if self._resets_received >= self.resets_per_connection and self._last_served_stream is None:
+            log.info("HTTP/2 connection retired: many streams reset by the client", peer=_peer(self.client))
+            self._retire(self._highest_stream)
 
     def _retire(self, last_stream_id: int) -> None:
         """Graceful GOAWAY: no new streams here; close once the ones in flight are answered."""
@@ -104,6 +121,8 @@ class GuardedH2Protocol(ZttpH2Protocol):  # type: ignore[misc]
         self.shutdown_requested = True
         self.conn.close(NO_ERROR, last_stream_id)
         self.flush()
+        if not self.cycles and not self.transport.is_closing():
+            self._close_connection()  # nothing in flight: no answer will close it
 
     def on_response_complete(self, stream_id: int) -> None:
         """An answer that ends before its request did (a refusal on the head: size, route, content

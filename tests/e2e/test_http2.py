@@ -13,17 +13,21 @@ import itertools
 import json
 import shutil
 import socket
+import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import httpx
 import pytest
 
 from internal.server.app import AltaluneServer
 from tests.conftest import TEST_ORIGIN
+from tests.e2e.test_health import open_watches, watches_drop_to
 
 pytestmark = pytest.mark.e2e
 
@@ -226,3 +230,85 @@ async def test_h2c_upgrade_on_a_bodiless_request_and_http1_for_one_with_a_body(s
     assert code == 0, err
     assert out.startswith("HTTP/1.1 404"), out  # the upgrade is ignored: answered over HTTP/1.1
     assert json.loads(out.split("\r\n\r\n", 1)[1])["code"] == "unimplemented"
+
+
+def cancel_calls_beside_a_watch(sock: socket.socket, cancels: int) -> tuple[list[str], int | None]:
+    """On one h2c connection: a health Watch (a call that stays in flight), then `cancels` calls
+    opened and reset by the client one after another, as a client cancelling calls does. Returns
+    what happened, in order, and after how many resets the server's GOAWAY came (None: no GOAWAY)."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    request = b'{"service": ""}'
+    watch = conn.get_next_available_stream_id()
+    conn.send_headers(
+        watch,
+        [
+            (":method", "POST"),
+            (":path", "/api/grpc.health.v1.Health/Watch"),
+            (":scheme", "http"),
+            (":authority", "127.0.0.1"),
+            ("content-type", "application/connect+json"),
+        ],
+    )
+    conn.send_data(watch, struct.pack(">BI", 0, len(request)) + request, end_stream=True)
+    sock.sendall(conn.data_to_send())
+    seen: list[str] = []
+
+    def read(*, blocking: bool) -> None:
+        sock.setblocking(blocking)
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        finally:
+            sock.setblocking(True)
+        if not data:
+            seen.append("closed")
+            return
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.DataReceived) and event.stream_id == watch:
+                seen.append("watch answered")
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamReset) and event.stream_id == watch:
+                seen.append("watch reset")
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                seen.append(f"GOAWAY {h2.errors.ErrorCodes(event.error_code or 0).name}")
+        sock.sendall(conn.data_to_send())
+
+    while "watch answered" not in seen:
+        read(blocking=True)
+    head = [(":method", "POST"), (":path", "/api/altalune.v1.ProjectService/GetProject"), (":scheme", "http")]
+    for done in range(1, cancels + 1):
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, [*head, (":authority", "x"), ("content-type", JSON)])
+        sock.sendall(conn.data_to_send())
+        time.sleep(0.002)  # the server has taken the call when the client cancels it
+        conn.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
+        sock.sendall(conn.data_to_send())
+        time.sleep(0.002)
+        read(blocking=False)
+        if seen[-1] != "watch answered":
+            return seen, done
+    return seen, None
+
+
+async def test_a_client_cancelling_many_calls_gets_a_graceful_goaway_and_its_call_in_flight_goes_on(
+    server: AltaluneServer,
+) -> None:
+    # The HTTP/2 library alone ends the connection with ENHANCE_YOUR_CALM at the 257th reset,
+    # failing the Watch in flight.
+    watches = open_watches()
+    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=15)
+    try:
+        seen, goaway_after = await asyncio.to_thread(cancel_calls_beside_a_watch, sock, 300)
+        assert seen == ["watch answered", "GOAWAY NO_ERROR"]
+        assert goaway_after is not None
+        assert goaway_after <= 128
+        await asyncio.sleep(0.3)
+        assert open_watches() == watches + 1, "the call in flight did not go on"
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.recv(1)  # nor was the connection closed under it
+    finally:
+        sock.close()
+    await watches_drop_to(watches, within_s=5)
