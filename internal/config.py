@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from internal.addresses import IPNetwork
 from internal.ids import is_public_id
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -226,6 +228,8 @@ class Settings:
     metrics: bool = True
     metrics_token: str | None = None
     rate_limits: RateLimits = RateLimits()
+    # Proxies whose X-Forwarded-For names the caller (internal/rpc/calls.py `caller_address`).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
 
 N = TypeVar("N", int, float)
@@ -285,6 +289,20 @@ def _oidc(env: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
     return values[0], values[1], url
 
 
+def _trusted_proxies(env: Mapping[str, str]) -> tuple[IPNetwork, ...]:
+    networks: list[IPNetwork] = []
+    for entry in (e.strip() for e in env.get("ALTALUNE_TRUSTED_PROXIES", "").split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"ALTALUNE_TRUSTED_PROXIES: {entry[:60]!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+            ) from None
+    return tuple(networks)
+
+
 def _metrics_token(env: Mapping[str, str]) -> str | None:
     raw = env.get("ALTALUNE_METRICS_TOKEN", "")
     if not raw:
@@ -336,4 +354,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics=_choice(env, "ALTALUNE_METRICS", "on", ("on", "off")) == "on",
         metrics_token=_metrics_token(env),
         rate_limits=_rate_limits(env),
+        trusted_proxies=_trusted_proxies(env),
     )

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from internal.addresses import split_peer
 from internal.config import ConfigError
 
 
@@ -35,6 +36,7 @@ class CallOutcome(Protocol):
 
     transport: str
     peer: str | None
+    via: str | None
     code: str
     reason: str | None
     trace_id: str | None
@@ -155,10 +157,15 @@ class Tracing:
         rpc_system = "grpc" if record.transport == "grpc" else "connect_rpc"
         attributes: dict[str, Any] = {"rpc.system": rpc_system, "rpc.service": service, "rpc.method": method}
         if record.peer:
-            address, _, port = record.peer.rpartition(":")
-            attributes["client.address"] = address.strip("[]")
-            if port.isdigit():
-                attributes["client.port"] = int(port)
+            address, port = split_peer(record.peer)
+            attributes["client.address"] = address
+            if port is not None:
+                attributes["client.port"] = port
+        if record.via:  # a trusted proxy forwarded the call: the socket's peer is the proxy
+            address, port = split_peer(record.via)
+            attributes["network.peer.address"] = address
+            if port is not None:
+                attributes["network.peer.port"] = port
         with self._tracer.start_as_current_span(
             f"{service}/{method}",
             context=propagate.extract(headers),

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from internal.addresses import split_peer
 from internal.auth.principal import Principal, PrincipalKind
 from internal.config import Rate, RateLimits
 from internal.errors import RateLimited
@@ -125,9 +126,8 @@ class RateLimiter:
 
 
 def peer_ip(address: str) -> str:
-    """`127.0.0.1:5000` / `[::1]:5000` (how both ports name a peer) -> the address alone."""
-    host = address.rsplit(":", 1)[0] if address.count(":") == 1 or address.startswith("[") else address
-    return host.strip("[]")
+    """`127.0.0.1:5000` / `[::1]:5000` / `203.0.113.7` (how both ports name a caller) -> the address alone."""
+    return split_peer(address)[0]
 
 
 def headers(bucket: Bucket, decision: Decision) -> dict[str, str]:

@@ -31,13 +31,6 @@ _REQUEST_ID_SHAPE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _BOUND = ("request_id", "transport", "rpc", "caller", "trace_id", "span_id")
 
 
-def peer_address(host: str, port: int) -> str:
-    """`127.0.0.1:5000` / `[::1]:5000`: how both ports name a peer (grpc's own `ipv6:[::1]:5000`
-    minus the scheme), so the access log, the events and the peer rate limit see one address
-    whichever port the call used."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def valid_request_id(value: str | None) -> str | None:
     """A client-sent request id is kept only if it is short and plain (it ends up in logs)."""
     return value if value and _REQUEST_ID_SHAPE.fullmatch(value) else None
@@ -61,6 +54,7 @@ class CallRecord:
 
     request_id: str
     transport: str
+    # The caller's address; `via` is the proxy's when a trusted proxy forwarded the call.
     peer: str | None
     started: float = field(default_factory=time.perf_counter)
     rpc: str | None = None
@@ -83,6 +77,7 @@ class CallRecord:
     # Message bytes as the port received and sent them (the metrics' size histograms).
     request_bytes: int | None = None
     response_bytes: int | None = None
+    via: str | None = None
 
     def failed(self, error: ConnectError) -> None:
         self.code = error.code.name.lower()
@@ -105,6 +100,8 @@ class CallRecord:
             fields: dict[str, str] = {"reason": self.reason} if self.reason is not None else {}
             if self.http_version is not None:
                 fields["http"] = self.http_version
+            if self.via is not None:
+                fields["via"] = self.via
             log.info("rpc", code=self.code, **fields, duration_ms=duration_ms, peer=self.peer)
         elif not self.quiet:
             refused = {"code": self.code, "reason": self.reason} if self.reason is not None else {}
@@ -128,7 +125,12 @@ def current_call() -> CallRecord | None:
 
 @contextmanager
 def call_record(
-    sent_request_id: str | None, *, transport: str, peer: str | None, observer: CallObserver | None = None
+    sent_request_id: str | None,
+    *,
+    transport: str,
+    peer: str | None,
+    observer: CallObserver | None = None,
+    via: str | None = None,
 ) -> Iterator[CallRecord]:
     """Open the request's record (binding its id to every log line made meanwhile) and write its
     access-log line when the block ends, however it ends."""
@@ -137,6 +139,7 @@ def call_record(
         transport=transport,
         peer=peer,
         observer=observer,
+        via=via,
     )
     token = _current.set(record)
     structlog.contextvars.bind_contextvars(request_id=record.request_id, transport=transport)

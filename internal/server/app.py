@@ -105,6 +105,7 @@ class AltaluneServer:
             longest_call_s=settings.max_deadline_ms / 1000,
             max_connection_age_s=settings.grpc_max_connection_age_s,
             observer=metrics,
+            trusted_proxies=settings.trusted_proxies,
         )
         self._given_socket = http_socket
         self._shutting_down = False
@@ -128,6 +129,7 @@ class AltaluneServer:
             metrics=metrics,
             metrics_token=settings.metrics_token,
             streams={path: endpoint.method for path, endpoint in streams.items()},
+            trusted_proxies=settings.trusted_proxies,
         )
         self._uvicorn = UvicornWithoutSignals(
             uvicorn.Config(
@@ -136,6 +138,9 @@ class AltaluneServer:
                 log_config=None,
                 access_log=False,
                 server_header=False,
+                # Not uvicorn's X-Forwarded-For handling (on by default for 127.0.0.1 and ::1, and
+                # only on this port): both ports name the caller one way (internal/addresses.py).
+                proxy_headers=False,
                 # HTTP/1.1, plus h2c by prior knowledge or `Upgrade: h2c` (internal/server/http2.py).
                 http=guarded_protocol(
                     header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections, http2=True

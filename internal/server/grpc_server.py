@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from internal.addresses import FORWARDED_FOR_HEADER, IPNetwork, caller_address, split_peer
 from internal.auth.policy import check_served_services
 from internal.errors import InternalError, MalformedRequest, UnknownProcedure, to_connect_error, to_grpc_status
 from internal.logs import get_logger
@@ -48,7 +49,21 @@ def _address(peer: str) -> str:
     return peer.split(":", 1)[1] if peer.startswith(("ipv4:", "ipv6:")) else peer
 
 
-def _unary_handler(route: UnaryRoute, observer: CallObserver | None) -> grpc.RpcMethodHandler:
+def _caller(context: grpc.aio.ServicerContext, trusted: Sequence[IPNetwork]) -> tuple[str, str | None]:
+    """(caller, proxy or None), as the HTTP port finds them (`caller_address`)."""
+    peer = _address(context.peer())
+    if not trusted:
+        return peer, None
+    host, port = split_peer(peer)
+    forwarded = [str(v) for k, v in context.invocation_metadata() or () if k == FORWARDED_FOR_HEADER]
+    if port is None or not forwarded:
+        return peer, None
+    return caller_address(host, port, ",".join(forwarded), trusted)
+
+
+def _unary_handler(
+    route: UnaryRoute, observer: CallObserver | None, trusted: Sequence[IPNetwork]
+) -> grpc.RpcMethodHandler:
     input_type = route.method.input
     method = route.method
     rpc_name = f"{method.service_name}/{method.name}"
@@ -56,8 +71,10 @@ def _unary_handler(route: UnaryRoute, observer: CallObserver | None) -> grpc.Rpc
     async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         # Binary (-bin) metadata is never read by the chain; everything else is a plain header.
         headers = Headers({key: value for key, value in context.invocation_metadata() or () if key[-4:] != "-bin"})
-        peer = _address(context.peer())
-        with call_record(headers.get(REQUEST_ID_HEADER), transport="grpc", peer=peer, observer=observer) as record:
+        peer, via = _caller(context, trusted)
+        with call_record(
+            headers.get(REQUEST_ID_HEADER), transport="grpc", peer=peer, observer=observer, via=via
+        ) as record:
             remaining = context.time_remaining()
             ctx: RequestContext[Any, Any] = RequestContext(
                 method=method,
@@ -100,8 +117,10 @@ def _unary_handler(route: UnaryRoute, observer: CallObserver | None) -> grpc.Rpc
 class RouteTable(grpc.GenericRpcHandler):  # type: ignore[misc]
     """Looks RPCs up in the prebuilt handler table (built once, not per call)."""
 
-    def __init__(self, routes: Mapping[str, UnaryRoute], observer: CallObserver | None) -> None:
-        self._handlers = {path: _unary_handler(route, observer) for path, route in routes.items()}
+    def __init__(
+        self, routes: Mapping[str, UnaryRoute], observer: CallObserver | None, trusted: Sequence[IPNetwork]
+    ) -> None:
+        self._handlers = {path: _unary_handler(route, observer, trusted) for path, route in routes.items()}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         return self._handlers.get(handler_call_details.method)
@@ -111,8 +130,9 @@ class _UnknownProcedure(grpc.GenericRpcHandler):  # type: ignore[misc]
     """Consulted last: a method nothing else serves gets UNIMPLEMENTED with the same
     `UNKNOWN_PROCEDURE` reason (and a request id) as on the Connect port, not grpcio's bare status."""
 
-    def __init__(self, observer: CallObserver | None) -> None:
+    def __init__(self, observer: CallObserver | None, trusted: Sequence[IPNetwork]) -> None:
         self._observer = observer
+        self._trusted = trusted
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         procedure = str(handler_call_details.method)
@@ -120,9 +140,9 @@ class _UnknownProcedure(grpc.GenericRpcHandler):  # type: ignore[misc]
 
         async def refuse(_request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             sent = dict(context.invocation_metadata() or ())
-            peer = _address(context.peer())
+            peer, via = _caller(context, self._trusted)
             with call_record(
-                str(sent.get(REQUEST_ID_HEADER, "")), transport="grpc", peer=peer, observer=self._observer
+                str(sent.get(REQUEST_ID_HEADER, "")), transport="grpc", peer=peer, observer=self._observer, via=via
             ) as record:
                 record.named(procedure.lstrip("/")[:200])
                 record.failed(error)
@@ -174,6 +194,7 @@ class GrpcServer:
         longest_call_s: float = 30.0,
         max_connection_age_s: float = 120.0,
         observer: CallObserver | None = None,
+        trusted_proxies: Sequence[IPNetwork] = (),
     ) -> None:
         # Also answers grpc.health.v1 on the HTTP port (internal/server/health.py): one status table.
         self.health = ServiceHealth()
@@ -193,7 +214,7 @@ class GrpcServer:
             ("grpc.max_connection_age_grace_ms", int(longest_call_s * 1000) + 5_000),
         )
         self._server = grpc.aio.server(options=options)
-        self._server.add_generic_rpc_handlers((RouteTable(routes, observer),))
+        self._server.add_generic_rpc_handlers((RouteTable(routes, observer, trusted_proxies),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         names = (*service_names, health.SERVICE_NAME, REFLECTION_V1ALPHA, REFLECTION_V1)
         # Health and reflection are served outside the chain: they must be declared public.
@@ -201,7 +222,9 @@ class GrpcServer:
         servicer = reflection.aio.ReflectionServicer(names)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, self._server)
         self._server.add_generic_rpc_handlers((_ReflectionV1(servicer),))
-        self._server.add_generic_rpc_handlers((_UnknownProcedure(observer),))  # last: only what nothing serves
+        self._server.add_generic_rpc_handlers(
+            (_UnknownProcedure(observer, trusted_proxies),)
+        )  # last: only what nothing serves
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:

@@ -19,7 +19,7 @@ import base64
 import contextlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from connectrpc.method import MethodInfo
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.symbol_database import Default as default_symbols
 
+from internal.addresses import FORWARDED_FOR_HEADER, IPNetwork, caller_address, peer_address
 from internal.errors import (
     AppError,
     DeadlineExceeded,
@@ -42,7 +43,7 @@ from internal.errors import (
 )
 from internal.logs import get_logger
 from internal.observability.metrics import Metrics
-from internal.rpc.calls import REQUEST_ID_HEADER, CallRecord, call_record, current_call, peer_address
+from internal.rpc.calls import REQUEST_ID_HEADER, CallRecord, call_record, current_call
 from internal.server.health import CHECK_PATH, WATCH_PATH
 from internal.server.http_admission import (
     Protocol,
@@ -138,7 +139,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _forwarded_for(scope: Scope) -> str | None:
+    """Every X-Forwarded-For field of the request, joined (a list split over fields is one list)."""
+    fields = [value.decode("latin-1") for key, value in scope.get("headers", ()) if key.lower() == _FORWARDED_FOR]
+    return ",".join(fields) if fields else None
+
+
 _BACKSTOP_BODY_LIMIT = 64 * 1024
+_FORWARDED_FOR = FORWARDED_FOR_HEADER.encode()
 # Probes and scrapes come every few seconds: their lines would drown the access log.
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Probes' paths: no access-log line each, as /healthz (the gRPC port logs none for its health either).
@@ -160,8 +168,10 @@ class HttpGateway:
         prefix: str = "/api",
         metrics: Metrics | None = None,
         metrics_token: str | None = None,
+        trusted_proxies: Sequence[IPNetwork] = (),
     ) -> None:
         self._app = connect_app
+        self._trusted = trusted_proxies
         self._metrics = metrics
         self._metrics_token = metrics_token.encode() if metrics_token else None
         self._procedures = procedures
@@ -180,9 +190,14 @@ class HttpGateway:
             return
         path = str(scope.get("path", ""))
         client = scope.get("client")
-        peer = peer_address(client[0], client[1]) if client else None
+        peer: str | None = None
+        via: str | None = None
+        if client and self._trusted:
+            peer, via = caller_address(client[0], client[1], _forwarded_for(scope), self._trusted)
+        elif client:
+            peer = peer_address(client[0], client[1])
         with call_record(
-            _header(scope, b"x-request-id"), transport="connect", peer=peer, observer=self._metrics
+            _header(scope, b"x-request-id"), transport="connect", peer=peer, observer=self._metrics, via=via
         ) as record:
             record.http_method, record.path = scope.get("method"), path[:200]
             record.http_version = scope.get("http_version")

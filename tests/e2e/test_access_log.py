@@ -34,7 +34,13 @@ async def _grpc_call(channel: grpc.aio.Channel, path: str, body: bytes, request_
 async def test_every_request_has_one_id_and_one_access_line(database_url: str, tmp_path: Path) -> None:
     grpc_port, http_port = free_port(), free_port()
     env = serve_env(
-        database_url, tmp_path / "secrets", grpc_port, http_port, ALTALUNE_LOCAL_ISSUER="on", ALTALUNE_LOG_FORMAT="json"
+        database_url,
+        tmp_path / "secrets",
+        grpc_port,
+        http_port,
+        ALTALUNE_LOCAL_ISSUER="on",
+        ALTALUNE_LOG_FORMAT="json",
+        ALTALUNE_TRUSTED_PROXIES="127.0.0.1",
     )
     token, _ = await bootstrap_token(env)
     answered: dict[str, str] = {}  # what the request was -> the id in its answer
@@ -53,6 +59,11 @@ async def test_every_request_has_one_id_and_one_access_line(database_url: str, t
             no_route = await http.get("/nowhere", headers={"x-request-id": "access-log-no-route"})
             assert no_route.status_code == 404
             answered["http no route"] = no_route.headers["x-request-id"]
+            forwarded = await http.post(
+                "/api" + GET_PROJECT, json={"id": "nope"}, headers={"x-forwarded-for": "203.0.113.5"}
+            )
+            assert forwarded.status_code == 401
+            answered["connect forwarded"] = forwarded.headers["x-request-id"]
             # Probes write no line, as /healthz and health on the gRPC port.
             probe = await http.post(
                 "/api/grpc.health.v1.Health/Check", json={}, headers={"x-request-id": "access-log-health"}
@@ -84,6 +95,11 @@ async def test_every_request_has_one_id_and_one_access_line(database_url: str, t
         return record["event"], record["transport"], record.get("code"), record.get("reason")
 
     assert shape("connect served") == ("rpc", "connect", "ok", None)
+    # From a trusted proxy: the caller it names, and the proxy; otherwise no `via`.
+    assert line["connect forwarded"]["peer"] == "203.0.113.5"
+    assert line["connect forwarded"]["via"].startswith("127.0.0.1:")
+    assert line["connect served"]["peer"].startswith("127.0.0.1:")
+    assert all("via" not in record for request, record in line.items() if request != "connect forwarded")
     assert line["connect served"]["rpc"] == "altalune.v1.ProjectService/CreateProject"
     assert line["connect served"]["caller"].startswith("user:")
     assert shape("http wrong content type") == ("http", "connect", "invalid_argument", "UNSUPPORTED_CONTENT_TYPE")

@@ -49,7 +49,9 @@ async def traced(database_url: str) -> AsyncIterator[Traced]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    server = AltaluneServer(conftest.test_settings(), database_url, tracing=Tracing(provider))
+    # Behind a proxy on this machine: a call that says X-Forwarded-For came through it.
+    settings = conftest.test_settings(ALTALUNE_TRUSTED_PROXIES="127.0.0.1")
+    server = AltaluneServer(settings, database_url, tracing=Tracing(provider))
     await server.start()
     try:
         yield Traced(server, exporter, admin_token_for(server))
@@ -100,6 +102,7 @@ async def test_a_connect_call_continues_the_callers_trace(traced: Traced) -> Non
     assert server.attributes["rpc.service"] == EMPLOYEE
     assert server.attributes["rpc.method"] == "GetEmployee"
     assert server.attributes["client.address"] == "127.0.0.1"
+    assert "network.peer.address" not in server.attributes  # no proxy named another caller
     assert "rpc.connect_rpc.error_code" not in server.attributes
     _check_statements(spans, server)
 
@@ -202,3 +205,23 @@ def _json_blocks(text: str) -> list[str]:
             if depth == 0:
                 blocks.append(text[start : index + 1])
     return blocks
+
+
+async def test_a_call_through_a_trusted_proxy_names_the_client_and_the_proxy(traced: Traced) -> None:
+    project, employee = await _employee(traced)
+    trace_id = "2af7651916cd43dd8448eb211c80319c"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{traced.server.grpc_port}") as channel:
+        metadata = (
+            *bearer(traced.token).items(),
+            ("traceparent", traceparent(trace_id, "b7ad6b7169203331")),
+            ("x-forwarded-for", "203.0.113.5"),
+        )
+        await employee_pb2_grpc.EmployeeServiceStub(channel).GetEmployee(
+            employee_pb2.GetEmployeeRequest(project_id=project, id=employee), metadata=metadata, timeout=5
+        )
+    server = _server_span(traced.of_trace(trace_id))
+    assert server.attributes is not None
+    assert server.attributes["client.address"] == "203.0.113.5"
+    assert "client.port" not in server.attributes  # the proxy names no port
+    assert server.attributes["network.peer.address"] == "127.0.0.1"
+    assert isinstance(server.attributes["network.peer.port"], int)

@@ -12,6 +12,7 @@ from internal.config import REPO_ROOT
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset(
         {
+            "internal.addresses",
             "internal.config",
             "internal.convert",
             "internal.deadlines",

@@ -8,12 +8,12 @@ import os
 
 import pytest
 
+from internal.addresses import peer_address
 from internal.auth.principal import Principal
 from internal.config import ConfigError, Rate, RateLimits, load_settings, parse_rate
 from internal.errors import RateLimited, error_details
 from internal.ratelimit.limiter import Bucket, RateLimiter, headers, peer_ip
 from internal.ratelimit.table import SLOTS, WINDOW, Mode, SharedTable, new_table_fd
-from internal.rpc.calls import peer_address
 from internal.tenancy import ProjectRef
 
 PROJECT = "prj2345678abcd"
