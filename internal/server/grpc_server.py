@@ -49,11 +49,10 @@ def _address(peer: str) -> str:
     return peer.split(":", 1)[1] if peer.startswith(("ipv4:", "ipv6:")) else peer
 
 
-def _caller(context: grpc.aio.ServicerContext, trusted: Sequence[IPNetwork]) -> tuple[str, str | None]:
+def _forwarded_caller(
+    context: grpc.aio.ServicerContext, peer: str, trusted: Sequence[IPNetwork]
+) -> tuple[str, str | None]:
     """(caller, proxy or None), as the HTTP port finds them (`caller_address`)."""
-    peer = _address(context.peer())
-    if not trusted:
-        return peer, None
     host, port = split_peer(peer)
     forwarded = [str(v) for k, v in context.invocation_metadata() or () if k == FORWARDED_FOR_HEADER]
     if port is None or not forwarded:
@@ -71,7 +70,9 @@ def _unary_handler(
     async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         # Binary (-bin) metadata is never read by the chain; everything else is a plain header.
         headers = Headers({key: value for key, value in context.invocation_metadata() or () if key[-4:] != "-bin"})
-        peer, via = _caller(context, trusted)
+        peer, via = _address(context.peer()), None
+        if trusted:
+            peer, via = _forwarded_caller(context, peer, trusted)
         with call_record(
             headers.get(REQUEST_ID_HEADER), transport="grpc", peer=peer, observer=observer, via=via
         ) as record:
@@ -140,7 +141,9 @@ class _UnknownProcedure(grpc.GenericRpcHandler):  # type: ignore[misc]
 
         async def refuse(_request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             sent = dict(context.invocation_metadata() or ())
-            peer, via = _caller(context, self._trusted)
+            peer, via = _address(context.peer()), None
+            if self._trusted:
+                peer, via = _forwarded_caller(context, peer, self._trusted)
             with call_record(
                 str(sent.get(REQUEST_ID_HEADER, "")), transport="grpc", peer=peer, observer=self._observer, via=via
             ) as record:
