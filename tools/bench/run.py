@@ -522,7 +522,7 @@ def main() -> None:
     parser.add_argument("--server-repo", type=Path, default=REPO, help="checkout whose server to measure")
     parser.add_argument("--echo-loop", choices=("asyncio", "uvloop", "auto"), default="auto")
     parser.add_argument("--tax-only", action="store_true", help="only the observability tax rows")
-    parser.add_argument("--tax-rounds", type=int, default=4, help="alternated rounds of the tax rows")
+    parser.add_argument("--tax-rounds", type=int, default=8, help="alternated rounds of the tax rows")
     parser.add_argument(
         "--instruction-calls",
         type=int,
