@@ -29,7 +29,7 @@ from internal.logs import get_logger
 log = get_logger("altalune.http")
 
 NO_ERROR = 0x0
-REFUSED_STREAM = 0x7
+MAX_STREAM_ID = 2**31 - 1
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 # Hop-by-hop fields of the HTTP/1.1 upgrade request that an HTTP/2 request may not carry (RFC 9113 §8.2.2).
@@ -69,24 +69,25 @@ class GuardedH2Protocol(ZttpH2Protocol):  # type: ignore[misc]
     header_timeout_s: float = 10.0
     # zttp 0.0.35 ends a connection with GOAWAY ENHANCE_YOUR_CALM when its client opens the 4097th
     # stream, failing every call in flight on it. Well before that (less the 128 streams a client may
-    # have open at once), the connection is retired gracefully: GOAWAY NO_ERROR naming the last stream
-    # served, so clients move new calls to a new connection and the calls in flight finish.
+    # have open at once, and those it opens before it reads our GOAWAY), the connection is retired.
     streams_per_connection: int = 3840
     # zttp 0.0.35 also ends a connection with GOAWAY ENHANCE_YOUR_CALM at the 257th RST_STREAM its
     # client sends (rapid-reset protection, over the connection's whole life), failing every call in
     # flight. Clients reset a stream for every call they cancel (a deadline, an aborted fetch), so a
     # long-lived connection of an ordinary client gets there. After this many resets the connection
-    # is retired gracefully instead; the streams still open (at most 128) may be reset too without
-    # reaching zttp's limit.
+    # is retired; the streams still open may be reset too without reaching zttp's limit.
     resets_per_connection: int = 128
+    # A retired connection is closed once it has no stream open, and no sooner than this after its
+    # GOAWAY: time for the streams the client opened before it read the GOAWAY (one round trip).
+    retire_grace_s: float = 1.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._no_request_timer: asyncio.TimerHandle | None = None
         self._streams_opened = 0
         self._resets_received = 0
-        self._highest_stream = 0
-        self._last_served_stream: int | None = None
+        self._retired = False
+        self._retire_grace_over = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -98,31 +99,35 @@ class GuardedH2Protocol(ZttpH2Protocol):  # type: ignore[misc]
 
     def handle_request(self, event: Any) -> None:
         self._disarm_no_request_timer()
-        if self._last_served_stream is not None and event.stream_id > self._last_served_stream:
-            # Sent before the client saw our GOAWAY: refused unprocessed, so the client retries it elsewhere.
-            self.conn.stream(event.stream_id).reset(REFUSED_STREAM)
-            return
         super().handle_request(event)
         self._streams_opened += 1
-        self._highest_stream = max(self._highest_stream, event.stream_id)
         if self._streams_opened >= self.streams_per_connection:
-            self._retire(event.stream_id)
+            self._retire("many streams")
 
     def handle_rst_stream(self, event: Any) -> None:
         super().handle_rst_stream(event)
         self._resets_received += 1
-        if self._resets_received >= self.resets_per_connection and self._last_served_stream is None:
-            log.info("HTTP/2 connection retired: many streams reset by the client", peer=_peer(self.client))
-            self._retire(self._highest_stream)
+        if self._resets_received >= self.resets_per_connection:
+            self._retire("many streams reset by the client")
 
-    def _retire(self, last_stream_id: int) -> None:
-        """Graceful GOAWAY: no new streams here; close once the ones in flight are answered."""
-        self._last_served_stream = last_stream_id
-        self.shutdown_requested = True
-        self.conn.close(NO_ERROR, last_stream_id)
+    def _retire(self, why: str) -> None:
+        """The graceful shutdown of RFC 9113 §6.8: GOAWAY NO_ERROR naming the largest stream id, so
+        the client opens no new stream here, and every stream it opened before it read the GOAWAY is
+        still served (one refused instead would fail its call: connect-node does not retry a
+        REFUSED_STREAM). The calls in flight finish; then the connection closes."""
+        if self._retired:
+            return
+        self._retired = True
+        log.info("HTTP/2 connection retired", why=why, peer=_peer(self.client))
+        self.conn.close(NO_ERROR, MAX_STREAM_ID)
         self.flush()
+        self.loop.call_later(self.retire_grace_s, self._end_retirement_grace)
+
+    def _end_retirement_grace(self) -> None:
+        self._retire_grace_over = True
+        self.shutdown_requested = True  # from now on a stream would be answered 503 by uvicorn
         if not self.cycles and not self.transport.is_closing():
-            self._close_connection()  # nothing in flight: no answer will close it
+            self._close_connection()
 
     def on_response_complete(self, stream_id: int) -> None:
         """An answer that ends before its request did (a refusal on the head: size, route, content

@@ -22,10 +22,12 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
+import hpack
 import httpx
 import pytest
 
 from internal.server.app import AltaluneServer
+from internal.server.http2 import GuardedH2Protocol
 from tests.conftest import TEST_ORIGIN
 from tests.e2e.test_health import open_watches, watches_drop_to
 
@@ -312,3 +314,59 @@ async def test_a_client_cancelling_many_calls_gets_a_graceful_goaway_and_its_cal
     finally:
         sock.close()
     await watches_drop_to(watches, within_s=5)
+
+
+def streams_with_goaway(port: int, streams: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """Open `streams` GET /healthz streams at once on one h2c connection, then read everything:
+    (the status of each stream, (error code, last stream id) of each GOAWAY). The frames are read
+    by hand: the h2 library stops reading at the first GOAWAY, where the answers only begin."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    statuses: dict[int, int] = {}
+    for _ in range(streams):
+        stream = conn.get_next_available_stream_id()
+        head = [(":method", "GET"), (":path", "/healthz"), (":scheme", "http"), (":authority", "127.0.0.1")]
+        conn.send_headers(stream, head, end_stream=True)
+        statuses[stream] = 0
+    sock.sendall(conn.data_to_send() + b"\x00\x00\x00\x04\x01\x00\x00\x00\x00")  # and ack their SETTINGS
+    decoder = hpack.Decoder()
+    goaways: list[tuple[int, int]] = []
+    ended: set[int] = set()
+    buffered = b""
+    try:
+        while len(ended) < streams:
+            data = sock.recv(65536)
+            if not data:
+                break
+            buffered += data
+            while len(buffered) >= 9:
+                size, kind, flags = int.from_bytes(buffered[:3]), buffered[3], buffered[4]
+                stream_id = int.from_bytes(buffered[5:9]) & 0x7FFFFFFF
+                if len(buffered) < 9 + size:
+                    break
+                payload, buffered = buffered[9 : 9 + size], buffered[9 + size :]
+                if kind == 0x1:  # HEADERS (zttp sends neither padding nor priority)
+                    status = dict(decoder.decode(payload, raw=True)).get(b":status")
+                    if status is not None:
+                        statuses[stream_id] = int(status)
+                elif kind == 0x3:  # RST_STREAM
+                    ended.add(stream_id)
+                elif kind == 0x7:  # GOAWAY
+                    goaways.append((int.from_bytes(payload[4:8]), int.from_bytes(payload[:4]) & 0x7FFFFFFF))
+                if kind in (0x0, 0x1) and flags & 0x1:  # END_STREAM
+                    ended.add(stream_id)
+    finally:
+        sock.close()
+    return [statuses[stream] for stream in sorted(statuses)], goaways
+
+
+async def test_a_retired_connection_serves_the_streams_opened_before_its_goaway(
+    server: AltaluneServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Retired after 20 streams (3840 in service): the 30 the client opened at once are all served,
+    # none refused, and the GOAWAY names the largest id (RFC 9113 §6.8), not the 20th stream.
+    monkeypatch.setattr(GuardedH2Protocol, "streams_per_connection", 20)
+    statuses, goaways = await asyncio.to_thread(streams_with_goaway, server.http_port, 30)
+    assert statuses == [200] * 30
+    assert goaways[:1] == [(0, 2**31 - 1)]

@@ -4,7 +4,9 @@ service would use. Before the HTTP port spoke HTTP/2, every such call failed `[i
 
 tests/e2e/node/h2_client.mjs makes its calls over one transport: create a project and two employees,
 read them back, query both lists, two calls that must fail (not found, invalid argument, with their
-ErrorInfo / BadRequest details), then 20 calls at once. Its descriptors come from a
+ErrorInfo / BadRequest details), then 20 calls at once; then it cancels 300 calls one after another
+(each a health Watch, reset once answered) beside a Watch that stays open, as a client with
+deadlines does, and calls once more. Its descriptors come from a
 FileDescriptorSet written here from the generated modules, so no generated JavaScript is committed.
 
 What proves HTTP/2, from both ends: node reports a single `http2` session (ALPN `h2c`), the odd stream
@@ -26,6 +28,7 @@ import pytest
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
 from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2
 
 from internal.config import REPO_ROOT
 from internal.container import contract
@@ -68,6 +71,7 @@ def descriptor_set() -> bytes:
     for service in contract():
         add(service.file)
     add(error_details_pb2.DESCRIPTOR)
+    add(health_pb2.DESCRIPTOR)
     files = descriptor_pb2.FileDescriptorSet()
     for file in ordered:
         file.CopyToProto(files.file.add())
@@ -142,6 +146,14 @@ async def test_connect_node_over_http2_one_session(node: str, database_url: str,
         ("id", "public_id.alphabet"),
     ]
     assert summary["concurrent"] == [employee["id"] if i % 2 == 0 else project["id"] for i in range(CONCURRENT_CALLS)]
+
+    # A client that cancels calls: every reset stream was answered as cancelled, the session was
+    # retired gracefully (the Watch open on it went on) and the client moved to a new one.
+    cancelling = summary["cancelling"]
+    assert cancelling["unexpected"] == []
+    assert cancelling["stayedOpen"], cancelling["stayingError"]
+    assert cancelling["newSessions"] >= 2, cancelling  # 300 resets, a session retired after 128
+    assert cancelling["after"]["ok"]["project"] == project
 
     # HTTP/2, as node saw it: one session, one stream per call, 20 streams open at once.
     calls: list[dict[str, Any]] = summary["calls"]

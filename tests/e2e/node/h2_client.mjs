@@ -18,6 +18,7 @@ import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect
 
 const CONCURRENT_CALLS = 20;
 const CALL_TIMEOUT_MS = 10_000;
+const CANCELLED_CALLS = 300; // past the 256 client resets after which zttp alone ends a session
 
 /**
  * connect-node's Http2SessionManager (the one createConnectTransport makes when given none),
@@ -60,6 +61,49 @@ class WatchedSessionManager extends Http2SessionManager {
     });
     return stream;
   }
+}
+
+/**
+ * A client that cancels many calls on one session, as deadlines and aborted requests do: each is a
+ * health Watch, cancelled once its first answer shows the server took it (the client then resets
+ * the stream). Meanwhile one more Watch stays open throughout; it must not be failed by the server
+ * ending the session. Returns what happened.
+ */
+async function cancelMany(health, sessionManager) {
+  const sessionsBefore = new Set(sessionManager.sessions);
+  const staying = new AbortController();
+  const stayingStatuses = [];
+  let stayingError = null;
+  const stayingWatch = (async () => {
+    for await (const answer of health.watch({ service: "" }, { signal: staying.signal })) {
+      stayingStatuses.push(answer.status);
+    }
+  })().catch((err) => {
+    if (!staying.signal.aborted) stayingError = `${err}`;
+  });
+  const unexpected = [];
+  for (let i = 0; i < CANCELLED_CALLS; i += 1) {
+    const cancel = new AbortController();
+    const answers = health.watch({ service: "" }, { signal: cancel.signal })[Symbol.asyncIterator]();
+    try {
+      await answers.next();
+      cancel.abort();
+      await answers.next();
+      unexpected.push(`call ${i}: went on after it was cancelled`);
+    } catch (err) {
+      if (!(err instanceof ConnectError) || err.code !== Code.Canceled) unexpected.push(`call ${i}: ${err}`);
+    }
+  }
+  const stayedOpen = stayingError === null && stayingStatuses.length > 0;
+  staying.abort();
+  await stayingWatch;
+  return {
+    cancelled: CANCELLED_CALLS,
+    unexpected,
+    newSessions: [...sessionManager.sessions].filter((s) => !sessionsBefore.has(s)).length,
+    stayedOpen,
+    stayingError,
+  };
 }
 
 /** Connect's code spelling (`not_found`), as the server and the Python suite write it. */
@@ -197,18 +241,25 @@ async function main() {
   await sessionManager.settled();
 
   const [session] = sessionManager.sessions;
+  const http2 = {
+    sessions: sessionManager.sessions.size,
+    alpnProtocol: session?.alpnProtocol ?? null,
+    localAddress: session?.socket.localAddress ?? null,
+    localPort: session?.socket.localPort ?? null,
+    serverMaxConcurrentStreams: session?.remoteSettings.maxConcurrentStreams ?? null,
+    streamIds: [...sessionManager.streamIds],
+    concurrentPeakOpenStreams: concurrentPeak,
+  };
+  const sessionCalls = [...calls]; // the calls of that one session
+  const sessionContentTypes = { request: [...contentTypes.request], response: [...contentTypes.response] };
+  const cancelling = await cancelMany(createClient(service("grpc.health.v1.Health"), transport), sessionManager);
+  const after = await call("after-cancelling", ProjectService, "GetProject", { id: projectId });
+
   const summary = {
-    http2: {
-      sessions: sessionManager.sessions.size,
-      alpnProtocol: session?.alpnProtocol ?? null,
-      localAddress: session?.socket.localAddress ?? null,
-      localPort: session?.socket.localPort ?? null,
-      serverMaxConcurrentStreams: session?.remoteSettings.maxConcurrentStreams ?? null,
-      streamIds: sessionManager.streamIds,
-      concurrentPeakOpenStreams: concurrentPeak,
-    },
-    contentTypes: { request: [...contentTypes.request], response: [...contentTypes.response] },
-    calls,
+    http2,
+    cancelling: { ...cancelling, after },
+    contentTypes: sessionContentTypes,
+    calls: sessionCalls,
     created,
     fetched,
     employee,
