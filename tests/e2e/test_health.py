@@ -1,17 +1,22 @@
 """grpc.health.v1 on both ports (internal/server/health.py), with real clients: grpcio on the gRPC
-port; httpx speaking Connect (unary and server streaming) and `buf curl` over HTTP/2 on the HTTP
-port. Both ports answer from one status table, the same way, without credentials."""
+port; httpx speaking Connect (unary and server streaming), `buf curl` and a raw h2 client over
+HTTP/2 on the HTTP port. Both ports answer from one status table, the same way, without credentials."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import grpc.aio
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -164,3 +169,27 @@ async def test_a_watch_whose_client_left_is_ended_at_once_not_at_the_next_status
             assert open_watches() == before + 1
         # The client closed the connection mid-stream; the status does not change meanwhile.
         await watches_drop_to(before, within_s=5)
+
+
+async def test_a_watch_reset_over_http2_is_ended_while_its_connection_stays(server: AltaluneServer) -> None:
+    request = json.dumps({"service": ""}).encode()
+    before = open_watches()
+    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=10)
+    try:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        head = [(":method", "POST"), (":path", WATCH), (":scheme", "http"), (":authority", "127.0.0.1")]
+        conn.send_headers(1, [*head, ("content-type", "application/connect+json")])
+        conn.send_data(1, struct.pack(">BI", 0, len(request)) + request, end_stream=True)
+        await asyncio.to_thread(sock.sendall, conn.data_to_send())
+        answered = False
+        while not answered:
+            data = await asyncio.to_thread(sock.recv, 65536)
+            assert data, "the server closed the connection"
+            answered = any(isinstance(e, h2.events.DataReceived) for e in conn.receive_data(data))
+        assert open_watches() == before + 1
+        conn.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
+        await asyncio.to_thread(sock.sendall, conn.data_to_send())
+        await watches_drop_to(before, within_s=5)
+    finally:
+        sock.close()
