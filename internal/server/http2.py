@@ -87,7 +87,7 @@ class GuardedH2Protocol(ZttpH2Protocol):  # type: ignore[misc]
         self._streams_opened = 0
         self._resets_received = 0
         self._retired = False
-        self._retire_grace_over = False
+        self._retire_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -95,6 +95,8 @@ class GuardedH2Protocol(ZttpH2Protocol):  # type: ignore[misc]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_no_request_timer()
+        if self._retire_timer is not None:
+            self._retire_timer.cancel()
         super().connection_lost(exc)
 
     def handle_request(self, event: Any) -> None:
@@ -121,10 +123,10 @@ class GuardedH2Protocol(ZttpH2Protocol):  # type: ignore[misc]
         log.info("HTTP/2 connection retired", why=why, peer=_peer(self.client))
         self.conn.close(NO_ERROR, MAX_STREAM_ID)
         self.flush()
-        self.loop.call_later(self.retire_grace_s, self._end_retirement_grace)
+        self._retire_timer = self.loop.call_later(self.retire_grace_s, self._end_retirement_grace)
 
     def _end_retirement_grace(self) -> None:
-        self._retire_grace_over = True
+        self._retire_timer = None
         self.shutdown_requested = True  # from now on a stream would be answered 503 by uvicorn
         if not self.cycles and not self.transport.is_closing():
             self._close_connection()
