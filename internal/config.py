@@ -228,7 +228,7 @@ class Settings:
     metrics: bool = True
     metrics_token: str | None = None
     rate_limits: RateLimits = RateLimits()
-    # Proxies whose X-Forwarded-For names the caller (internal/rpc/calls.py `caller_address`).
+    # Proxies whose X-Forwarded-For names the caller (internal/addresses.py `caller_address`).
     trusted_proxies: tuple[IPNetwork, ...] = ()
 
 
