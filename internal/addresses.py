@@ -18,6 +18,11 @@ def peer_address(host: str, port: int | None = None) -> str:
     return shown if port is None else f"{shown}:{port}"
 
 
+def socket_peer(client: tuple[str, int] | None) -> str | None:
+    """An ASGI scope's or a protocol's `client` (host, port), named as `peer_address` names it."""
+    return peer_address(client[0], client[1]) if client else None
+
+
 def split_peer(address: str) -> tuple[str, int | None]:
     """`peer_address` read back: (host, port or None)."""
     if address.startswith("["):

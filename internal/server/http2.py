@@ -24,6 +24,7 @@ from typing import Any
 
 from uvicorn.protocols.http.zttp_h2_impl import ZttpH2Protocol
 
+from internal.addresses import socket_peer
 from internal.logs import get_logger
 
 log = get_logger("altalune.http")
@@ -120,7 +121,7 @@ class GuardedH2Protocol(ZttpH2Protocol):  # type: ignore[misc]
         if self._retired:
             return
         self._retired = True
-        log.info("HTTP/2 connection retired", why=why, peer=_peer(self.client))
+        log.info("HTTP/2 connection retired", why=why, peer=socket_peer(self.client))
         self.conn.close(NO_ERROR, MAX_STREAM_ID)
         self.flush()
         self._retire_timer = self.loop.call_later(self.retire_grace_s, self._end_retirement_grace)
@@ -176,13 +177,9 @@ class GuardedH2Protocol(ZttpH2Protocol):  # type: ignore[misc]
         self._no_request_timer = None
         if self.cycles or self.transport.is_closing():
             return
-        log.info("HTTP/2 connection closed: no request in time", peer=_peer(self.client))
+        log.info("HTTP/2 connection closed: no request in time", peer=socket_peer(self.client))
         self._close_connection()
 
 
 def guarded_h2_protocol(*, header_timeout_s: float) -> type[GuardedH2Protocol]:
     return type("GuardedH2Protocol", (GuardedH2Protocol,), {"header_timeout_s": header_timeout_s})
-
-
-def _peer(client: tuple[str, int] | None) -> str | None:
-    return f"{client[0]}:{client[1]}" if client else None

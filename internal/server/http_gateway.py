@@ -29,7 +29,7 @@ from connectrpc.method import MethodInfo
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.symbol_database import Default as default_symbols
 
-from internal.addresses import FORWARDED_FOR_HEADER, IPNetwork, caller_address, peer_address
+from internal.addresses import FORWARDED_FOR_HEADER, IPNetwork, caller_address, socket_peer
 from internal.errors import (
     AppError,
     DeadlineExceeded,
@@ -190,12 +190,12 @@ class HttpGateway:
             return
         path = str(scope.get("path", ""))
         client = scope.get("client")
-        peer: str | None = None
+        peer: str | None
         via: str | None = None
         if client and self._trusted:
             peer, via = caller_address(client[0], client[1], _forwarded_for(scope), self._trusted)
-        elif client:
-            peer = peer_address(client[0], client[1])
+        else:
+            peer = socket_peer(client)
         with call_record(
             _header(scope, b"x-request-id"), transport="connect", peer=peer, observer=self._metrics, via=via
         ) as record:

@@ -22,6 +22,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from internal.addresses import socket_peer
 from internal.errors import AppError, HeaderTimeout, MalformedHttp, TooManyConnections, to_connect_error
 from internal.logs import get_logger
 from internal.server.http2 import H2_PREFACE, SWITCHING_TO_H2C, GuardedH2Protocol, guarded_h2_protocol, wants_h2c
@@ -98,7 +99,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
 
     def send_400_response(self, msg: str) -> None:
         self._stop_header_timer()
-        log.info("malformed HTTP request", peer=_peer(self.client))
+        log.info("malformed HTTP request", peer=socket_peer(self.client))
         self._answer_and_close(MalformedHttp())
 
     def _should_upgrade(self) -> bool:
@@ -146,7 +147,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         self._header_timer = None
         if self.transport.is_closing():
             return
-        log.info("request headers too slow", peer=_peer(self.client), timeout_s=self.header_timeout_s)
+        log.info("request headers too slow", peer=socket_peer(self.client), timeout_s=self.header_timeout_s)
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()  # a pipelined answer is still being written: no second response
             return
@@ -164,7 +165,3 @@ def guarded_protocol(*, header_timeout_s: float, max_connections: int, http2: bo
         (GuardedHttpProtocol,),
         {"header_timeout_s": header_timeout_s, "max_connections": max_connections, "h2_protocol": h2},
     )
-
-
-def _peer(client: tuple[str, int] | None) -> str | None:
-    return f"{client[0]}:{client[1]}" if client else None
